@@ -1,0 +1,167 @@
+"""Settings, read once from environment variables (Azure app settings).
+
+Every field's description is its one-line meaning; ``local.settings.example.json``
+is generated from these classes (``python -m devstack settings-example``) and a
+test keeps the two in step. PostgreSQL settings use the libpq names.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Settings(BaseSettings):
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True, env_ignore_empty=True)
+
+
+class DatabaseSettings(_Settings):
+    """PostgreSQL connection (libpq names) and pool."""
+
+    pghost: str = Field("127.0.0.1", description="PostgreSQL host")
+    pgport: int = Field(54329, description="PostgreSQL port")
+    pgdatabase: str = Field("geoetl", description="PostgreSQL database")
+    pguser: str = Field("geoetl", description="PostgreSQL user (the Entra ID principal name with PG_AUTH_MODE=entra)")
+    pgpassword: SecretStr | None = Field(None, description="PostgreSQL password (unused with PG_AUTH_MODE=entra)")
+    pgsslmode: str = Field("prefer", description="libpq sslmode; use 'require' for Azure Flexible Server")
+    pg_auth_mode: Literal["password", "entra"] = Field(
+        "password", description="'password' (PGPASSWORD or trust) or 'entra' (an azure-identity token as the password)"
+    )
+    pg_entra_scope: str = Field(
+        "https://ossrdbms-aad.database.windows.net/.default",
+        description="OAuth scope requested for Entra ID database tokens",
+    )
+    pg_pool_min_size: int = Field(1, ge=0, description="Connections the pool keeps open")
+    pg_pool_max_size: int = Field(10, ge=1, description="Most connections the pool opens")
+    pg_connect_timeout: float = Field(5.0, gt=0, description="Seconds to wait for a connection before failing")
+    pg_statement_timeout_ms: int = Field(
+        60000, ge=0, description="Statement timeout set per transaction (SET LOCAL), 0 = none"
+    )
+
+    def conninfo_kwargs(self) -> dict[str, object]:
+        """Keyword arguments for psycopg.connect (the password is added by the caller)."""
+        return {
+            "host": self.pghost,
+            "port": self.pgport,
+            "dbname": self.pgdatabase,
+            "user": self.pguser,
+            "sslmode": self.pgsslmode,
+            "connect_timeout": max(1, int(self.pg_connect_timeout)),
+            "application_name": "geoetl",
+        }
+
+
+class StorageSettings(_Settings):
+    """Blob storage backend and container names."""
+
+    storage_backend: Literal["local", "azure"] = Field("local", description="'local' filesystem or 'azure' Blob Storage")
+    storage_local_root: Path = Field(
+        PROJECT_ROOT / ".local" / "storage", description="Root folder of the local backend: <root>/<container>/<blob>"
+    )
+    azure_storage_connection_string: SecretStr | None = Field(
+        None, description="Azure Storage connection string (Azurite or an account); wins over the account name"
+    )
+    azure_storage_account_name: str | None = Field(
+        None, description="Storage account name, used with managed identity when there is no connection string"
+    )
+    azure_storage_account_url: str | None = Field(
+        None, description="Blob endpoint URL; default https://<account>.blob.core.windows.net"
+    )
+    storage_container_bronze: str = Field("bronze", description="Container for raw inputs")
+    storage_container_silver: str = Field("silver", description="Container for processed outputs")
+    storage_container_gold: str = Field("gold", description="Container for published outputs")
+
+    @field_validator("storage_local_root")
+    @classmethod
+    def _anchor_relative_root(cls, value: Path) -> Path:
+        """A relative root is relative to the project folder, not to the current directory."""
+        return value if value.is_absolute() else PROJECT_ROOT / value
+
+    @property
+    def containers(self) -> tuple[str, str, str]:
+        return (self.storage_container_bronze, self.storage_container_silver, self.storage_container_gold)
+
+
+class QueueSettings(_Settings):
+    """Queue transport for job and task messages."""
+
+    queue_backend: Literal["postgres", "servicebus"] = Field(
+        "postgres", description="'postgres' (queue table in the database) or 'servicebus'"
+    )
+    jobs_queue_name: str = Field("geospatial-jobs", description="Queue for job messages")
+    tasks_queue_name: str = Field("geospatial-tasks", description="Queue for task messages")
+    servicebus_connection: SecretStr | None = Field(
+        None,
+        validation_alias="ServiceBusConnection",
+        description="Service Bus connection string (the trigger's 'connection' setting)",
+    )
+    servicebus_namespace: str | None = Field(
+        None,
+        validation_alias="ServiceBusConnection__fullyQualifiedNamespace",
+        description="Service Bus namespace (<name>.servicebus.windows.net) for managed identity",
+    )
+
+
+class AppSettings(_Settings):
+    """Behaviour of the app itself."""
+
+    log_level: str = Field("INFO", description="Log level of the geoetl loggers")
+    enable_admin_endpoints: bool = Field(
+        False, description="Serve destructive ADMIN endpoints (schema redeploy); off unless set"
+    )
+    managed_identity_client_id: str | None = Field(
+        None, description="Client id of a user-assigned managed identity (empty: system-assigned / default chain)"
+    )
+    health_probe_container: str = Field("silver", description="Container the health check writes a probe blob to")
+
+
+class LocalHostSettings(_Settings):
+    """The local host that serves function_app.py without Azure Functions."""
+
+    local_host_bind: str = Field("127.0.0.1", description="Address the local host listens on")
+    local_host_port: int = Field(7071, description="Port the local host listens on (as 'func start')")
+    local_host_master_key: SecretStr | None = Field(
+        None, description="Master (admin) key; when any key is set, keys are enforced as in Azure"
+    )
+    local_host_function_keys: str = Field("", description="Comma-separated function keys accepted by FUNCTION routes")
+    local_host_workers: int = Field(0, ge=0, description="Concurrent queue workers per queue (0 = CPU count)")
+    local_host_timers: bool = Field(True, description="Fire timer-triggered functions on their schedule")
+
+
+class Settings:
+    """All settings, built once at the edge and passed down."""
+
+    def __init__(
+        self,
+        database: DatabaseSettings | None = None,
+        storage: StorageSettings | None = None,
+        queue: QueueSettings | None = None,
+        app: AppSettings | None = None,
+        local_host: LocalHostSettings | None = None,
+    ) -> None:
+        self.database = database or DatabaseSettings()
+        self.storage = storage or StorageSettings()
+        self.queue = queue or QueueSettings()
+        self.app = app or AppSettings()
+        self.local_host = local_host or LocalHostSettings()
+
+
+SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
+    DatabaseSettings,
+    StorageSettings,
+    QueueSettings,
+    AppSettings,
+    LocalHostSettings,
+)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment on first use."""
+    return Settings()

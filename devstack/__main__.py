@@ -1,0 +1,102 @@
+"""``python -m devstack up|down|run|settings-example``: the embedded local stack."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+from pathlib import Path
+
+from core.errors import GeoetlError
+from core.settings import PROJECT_ROOT, SETTINGS_CLASSES, get_settings
+from devstack.postgres import StackError
+from devstack.stack import down, embedded_cluster, is_embedded, up
+from infrastructure.logging import configure_logging
+from triggers.localhost.settings_file import apply_local_settings
+
+EXAMPLE_PATH = PROJECT_ROOT / "local.settings.example.json"
+
+
+def settings_example() -> str:
+    """local.settings.example.json: every setting with its default, and a one-line meaning for each."""
+    values: dict[str, str] = {"FUNCTIONS_WORKER_RUNTIME": "python", "AzureWebJobsStorage": ""}
+    meanings: dict[str, str] = {
+        "FUNCTIONS_WORKER_RUNTIME": "Azure Functions language worker (always python)",
+        "AzureWebJobsStorage": "Storage the Functions runtime itself uses (Azure only; unused locally)",
+    }
+    for cls in SETTINGS_CLASSES:
+        for name, field in cls.model_fields.items():
+            key = field.validation_alias if isinstance(field.validation_alias, str) else name.upper()
+            default = field.default
+            if hasattr(default, "get_secret_value"):
+                default = default.get_secret_value()
+            if isinstance(default, Path):
+                default = str(default.relative_to(PROJECT_ROOT)) if default.is_relative_to(PROJECT_ROOT) else str(default)
+            values[key] = "" if default is None else str(default).lower() if isinstance(default, bool) else str(default)
+            meanings[key] = field.description or ""
+    document = {"IsEncrypted": False, "Values": values, "Descriptions": meanings}
+    return json.dumps(document, indent=2) + "\n"
+
+
+def _print_ready(port: int) -> None:
+    base = f"http://127.0.0.1:{port}/api"
+    print(f"\ngeoetl is serving {base}  (Ctrl-C stops it and the database it started)\n", flush=True)
+    print(f"  curl -s {base}/health | python3 -m json.tool", flush=True)
+    print(f"  curl -s {base}/openapi.json | python3 -m json.tool | head -40\n", flush=True)
+
+
+def cmd_run(port: int | None) -> None:
+    settings = get_settings()
+    state = up(settings)
+    print(f"[devstack] stack ready in {state.seconds:.1f} s (pgstac {state.pgstac_version})", flush=True)
+    from triggers.localhost.host import LocalHost
+
+    host = LocalHost(importlib.import_module("function_app").app, settings.local_host)
+    _print_ready(port or settings.local_host.local_host_port)
+    try:
+        host.serve(port=port)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if state.started_postgres:
+            print("[devstack] stopping the PostgreSQL it started", flush=True)
+            embedded_cluster().stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("up", help="install, initialise and start what is missing; leave PostgreSQL running")
+    sub.add_parser("down", help="stop the private PostgreSQL")
+    run = sub.add_parser("run", help="up, then serve the app until Ctrl-C (stops what it started)")
+    run.add_argument("--port", type=int)
+    sub.add_parser("settings-example", help="rewrite local.settings.example.json from the settings classes")
+    args = parser.parse_args(argv)
+
+    apply_local_settings()
+    configure_logging(get_settings().app.log_level)
+    try:
+        if args.command == "up":
+            state = up(get_settings())
+            where = "private cluster 127.0.0.1:54329" if state.embedded else "existing server"
+            print(f"[devstack] up in {state.seconds:.1f} s: {where}, migrations applied {state.migrations_applied}, "
+                  f"pgstac {state.pgstac_version}")
+        elif args.command == "down":
+            down(get_settings())
+        elif args.command == "run":
+            cmd_run(args.port)
+        elif args.command == "settings-example":
+            EXAMPLE_PATH.write_text(settings_example())
+            print(f"wrote {EXAMPLE_PATH}")
+    except (StackError, GeoetlError) as exc:
+        print(f"[devstack] error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["is_embedded", "main", "settings_example"]

@@ -1,0 +1,179 @@
+"""The private PostgreSQL cluster of the embedded stack (``.local/postgres``).
+
+Finds the server binaries, installs PostGIS with apt when it is missing and apt
+can be used, runs ``initdb`` (as the ``postgres`` user when we are root, since
+initdb refuses root), and starts/stops the server on 127.0.0.1 only, with
+trust authentication on loopback.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+SUPERUSER = "geoetl"
+SERVER_CONF = {
+    "listen_addresses": "'127.0.0.1'",
+    "unix_socket_directories": "''",
+    "max_connections": "200",
+    "shared_buffers": "256MB",
+    "synchronous_commit": "off",
+    "log_min_messages": "warning",
+    "log_min_duration_statement": "-1",
+}
+
+
+class StackError(RuntimeError):
+    """A step of the local stack cannot be done; the message says what to do."""
+
+
+def find_bindir() -> Path:
+    """The directory holding initdb and pg_ctl (PG_BINDIR wins)."""
+    candidates: list[str] = []
+    if os.environ.get("PG_BINDIR"):
+        candidates.append(os.environ["PG_BINDIR"])
+    debian = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name), reverse=True)
+    candidates.extend(debian)
+    pg_config = shutil.which("pg_config")
+    if pg_config:
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
+        candidates.append(out.stdout.strip())
+    if shutil.which("initdb"):
+        candidates.append(str(Path(shutil.which("initdb") or "").parent))
+    for cand in candidates:
+        if cand and (Path(cand) / "initdb").exists() and (Path(cand) / "pg_ctl").exists():
+            return Path(cand)
+    raise StackError(
+        "PostgreSQL server binaries (initdb, pg_ctl) were not found. Install PostgreSQL 15+ with PostGIS "
+        "(Debian/Ubuntu: apt-get install postgresql postgresql-15-postgis-3; macOS: brew install postgresql@15 "
+        "postgis), or set PG_BINDIR, or point PGHOST/PGPORT/PGUSER/PGDATABASE at an existing server."
+    )
+
+
+def server_major(bindir: Path) -> int:
+    out = subprocess.run([str(bindir / "pg_ctl"), "--version"], capture_output=True, text=True, check=True)
+    return int(out.stdout.split()[-1].split(".")[0])
+
+
+def sharedir(bindir: Path) -> Path:
+    pg_config = bindir / "pg_config"
+    if pg_config.exists():
+        out = subprocess.run([str(pg_config), "--sharedir"], capture_output=True, text=True, check=True)
+        return Path(out.stdout.strip())
+    return Path(f"/usr/share/postgresql/{server_major(bindir)}")
+
+
+def ensure_postgis(bindir: Path) -> None:
+    """Install PostGIS for this server with apt when it is missing and apt is usable."""
+    control = sharedir(bindir) / "extension" / "postgis.control"
+    if control.exists():
+        return
+    package = f"postgresql-{server_major(bindir)}-postgis-3"
+    apt = shutil.which("apt-get")
+    if apt is None or os.geteuid() != 0:
+        how = f"sudo apt-get install -y {package}" if apt else "brew install postgis (macOS) or your OS's PostGIS package"
+        raise StackError(f"PostGIS is not installed for PostgreSQL at {bindir}. Install it: {how}")
+    print(f"[devstack] installing {package} with apt-get ...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = [apt, "install", "-y", "-q", package]
+    if subprocess.run(install, env=env, check=False, stdout=subprocess.DEVNULL).returncode != 0:
+        subprocess.run([apt, "update", "-q"], env=env, check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(install, env=env, check=True, stdout=subprocess.DEVNULL)
+    if not control.exists():
+        raise StackError(f"{package} was installed but {control} is still missing")
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+@dataclass
+class Cluster:
+    """A PostgreSQL cluster in ``data_dir`` serving 127.0.0.1:``port``."""
+
+    data_dir: Path
+    port: int
+    bindir: Path
+
+    @property
+    def log_file(self) -> Path:
+        return self.data_dir / "server.log"
+
+    @property
+    def initialized(self) -> bool:
+        return (self.data_dir / "PG_VERSION").exists()
+
+    def _run_as(self) -> list[str]:
+        """Prefix that runs a server command as the data directory's owner (never as root)."""
+        if os.geteuid() != 0:
+            return []
+        owner = self.data_dir.stat().st_uid if self.data_dir.exists() else 0
+        user = pwd.getpwuid(owner).pw_name if owner != 0 else "postgres"
+        return ["runuser", "-u", user, "--"]
+
+    def _pg(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        cmd = [*self._run_as(), *args]
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if check and result.returncode != 0:
+            raise StackError(f"{' '.join(args[:2])} failed:\n{result.stdout}{result.stderr}{self._log_tail()}")
+        return result
+
+    def _log_tail(self, lines: int = 20) -> str:
+        if not self.log_file.exists():
+            return ""
+        tail = self.log_file.read_text(errors="replace").splitlines()[-lines:]
+        return f"\n--- {self.log_file} (last lines) ---\n" + "\n".join(tail)
+
+    def init(self) -> None:
+        """Run initdb once, with trust on loopback and the project's server settings."""
+        if self.initialized:
+            return
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if os.geteuid() == 0:
+            _check_traversable_by("postgres", self.data_dir)
+            shutil.chown(self.data_dir, "postgres", "postgres")
+        self.data_dir.chmod(0o700)
+        self._pg(str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust",
+                 "-E", "UTF8", "--no-locale", "--no-instructions")
+        conf = "\n".join(f"{k} = {v}" for k, v in SERVER_CONF.items())
+        with (self.data_dir / "postgresql.conf").open("a") as fh:
+            fh.write(f"\n# geoetl local stack\nport = {self.port}\n{conf}\n")
+
+    def is_running(self) -> bool:
+        if not self.initialized:
+            return False
+        return self._pg(str(self.bindir / "pg_ctl"), "status", "-D", str(self.data_dir), check=False).returncode == 0
+
+    def start(self) -> bool:
+        """Start the server; returns False when it was already running."""
+        if self.is_running():
+            return False
+        if port_in_use(self.port):
+            raise StackError(
+                f"Port {self.port} on 127.0.0.1 is taken by another program; stop it, or set PGPORT to a free port."
+            )
+        self._pg(str(self.bindir / "pg_ctl"), "start", "-D", str(self.data_dir), "-l", str(self.log_file),
+                 "-w", "-t", "60")
+        return True
+
+    def stop(self) -> None:
+        if self.is_running():
+            self._pg(str(self.bindir / "pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "60")
+
+
+def _check_traversable_by(user: str, path: Path) -> None:
+    """initdb runs as ``user``: every parent folder of the data directory must let it through."""
+    probe = subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(path.parent)], check=False)
+    if probe.returncode != 0:
+        raise StackError(
+            f"The '{user}' user cannot reach {path.parent} (a parent folder lacks the execute bit for others). "
+            f"Run 'chmod o+x' on the parent folders of the checkout, or run as a non-root user."
+        )

@@ -1,0 +1,10 @@
+"""Composition root: one FunctionApp built from the blueprints in ``triggers/``."""
+
+import azure.functions as func
+
+from triggers.http.admin import bp as admin_bp
+from triggers.http.system import bp as system_bp
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+app.register_functions(admin_bp)
+app.register_functions(system_bp)

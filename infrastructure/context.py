@@ -1,0 +1,75 @@
+"""The process-wide application context: settings plus the database and blob store, built lazily once."""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from core.settings import Settings, get_settings
+from infrastructure.db.database import Database, TokenProvider
+
+if TYPE_CHECKING:
+    from infrastructure.storage import BlobStore
+
+
+class AppContext:
+    """Owns the connections of one process; triggers get it with :func:`get_app_context`."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._db: Database | None = None
+        self._storage: BlobStore | None = None
+
+    @property
+    def db(self) -> Database:
+        with self._lock:
+            if self._db is None:
+                self._db = Database(self.settings.database, self.db_token_provider)
+            return self._db
+
+    @property
+    def storage(self) -> BlobStore:
+        from infrastructure.storage import create_blob_store
+
+        with self._lock:
+            if self._storage is None:
+                self._storage = create_blob_store(self.settings.storage, self.settings.app.managed_identity_client_id)
+            return self._storage
+
+    @cached_property
+    def db_token_provider(self) -> TokenProvider | None:
+        """Entra ID tokens as database passwords when PG_AUTH_MODE=entra, else None."""
+        if self.settings.database.pg_auth_mode != "entra":
+            return None
+        from infrastructure.identity import get_credential, token_provider
+
+        credential = get_credential(self.settings.app.managed_identity_client_id)
+        return token_provider(credential, self.settings.database.pg_entra_scope)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+
+_context: AppContext | None = None
+_context_lock = threading.Lock()
+
+
+def get_app_context() -> AppContext:
+    global _context
+    with _context_lock:
+        if _context is None:
+            _context = AppContext(get_settings())
+        return _context
+
+
+def set_app_context(context: AppContext | None) -> AppContext | None:
+    """Replace the process context (tests, the local host); returns the previous one."""
+    global _context
+    with _context_lock:
+        previous, _context = _context, context
+        return previous

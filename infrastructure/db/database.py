@@ -1,0 +1,96 @@
+"""The one owner of the PostgreSQL connection pool.
+
+Created once per process. Safe behind PgBouncer in transaction mode: no
+prepared statements, no session state (settings are ``SET LOCAL`` inside a
+transaction), transaction-scoped advisory locks only. psycopg errors that mean
+"the database cannot be reached" become :class:`DatabaseUnavailable` here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from core.errors import DatabaseUnavailable
+from core.settings import DatabaseSettings
+
+log = logging.getLogger(__name__)
+
+TokenProvider = Callable[[], str]
+
+
+def connection_kwargs(settings: DatabaseSettings, token_provider: TokenProvider | None = None) -> dict[str, Any]:
+    """libpq keyword arguments, with the password or a fresh Entra ID token."""
+    kwargs: dict[str, Any] = dict(settings.conninfo_kwargs())
+    if token_provider is not None:
+        kwargs["password"] = token_provider()
+    elif settings.pgpassword is not None:
+        kwargs["password"] = settings.pgpassword.get_secret_value()
+    kwargs["prepare_threshold"] = None  # PgBouncer transaction mode: no server-side prepared statements
+    return kwargs
+
+
+def connect(settings: DatabaseSettings, token_provider: TokenProvider | None = None, **extra: Any) -> psycopg.Connection:
+    """One direct connection (set-up tools and tests); the app uses :class:`Database`."""
+    kwargs = connection_kwargs(settings, token_provider) | extra
+    try:
+        return psycopg.connect(**kwargs)
+    except psycopg.OperationalError as exc:
+        raise DatabaseUnavailable(_describe(settings, exc)) from exc
+
+
+def _describe(settings: DatabaseSettings, exc: BaseException) -> str:
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"cannot reach PostgreSQL at {settings.pghost}:{settings.pgport}/{settings.pgdatabase}: {first_line}"
+
+
+class Database:
+    """A psycopg connection pool plus transaction helpers."""
+
+    def __init__(self, settings: DatabaseSettings, token_provider: TokenProvider | None = None) -> None:
+        self.settings = settings
+        self._pool = ConnectionPool(
+            conninfo="",
+            kwargs=lambda: connection_kwargs(settings, token_provider),
+            min_size=settings.pg_pool_min_size,
+            max_size=settings.pg_pool_max_size,
+            timeout=settings.pg_connect_timeout,
+            check=ConnectionPool.check_connection,
+            reconnect_timeout=0,  # keep retrying in the background; callers fail after `timeout`
+            open=False,
+            name="geoetl",
+        )
+        self._pool.open(wait=False)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    @contextmanager
+    def connection(self, timeout: float | None = None) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        """A pooled connection with dict rows; connection failures become DatabaseUnavailable."""
+        try:
+            with self._pool.connection(timeout=timeout) as conn:
+                conn.row_factory = dict_row  # type: ignore[assignment]
+                yield conn  # type: ignore[misc]
+        except PoolTimeout as exc:
+            raise DatabaseUnavailable(_describe(self.settings, exc)) from exc
+        except psycopg.OperationalError as exc:
+            raise DatabaseUnavailable(_describe(self.settings, exc)) from exc
+
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        """A connection inside one transaction, with the statement timeout set locally."""
+        with self.connection() as conn, conn.transaction():
+            timeout = self.settings.pg_statement_timeout_ms
+            conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{timeout}ms",))
+            yield conn
+
+    def fetch_one(self, query: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> dict[str, Any] | None:
+        with self.transaction() as conn:
+            return conn.execute(query, params).fetchone()  # type: ignore[arg-type]

@@ -1,0 +1,116 @@
+"""Timer and queue triggers run by the local host on background threads.
+
+Timers fire on their NCRONTAB schedule. Queue-triggered functions are fed from
+a :class:`MessageSource` (the configured queue transport) the way the
+Functions host does it: success completes the message, an exception abandons
+it so the transport redelivers (and dead-letters after too many deliveries).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from azure.functions import TimerRequest
+from azure.functions.servicebus import ServiceBusMessage
+
+from triggers.localhost.functions import QueueFunction, TimerFunction, invoke
+from triggers.localhost.schedule import Schedule
+
+log = logging.getLogger("geoetl.localhost")
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    """A message as a transport hands it to the host."""
+
+    message_id: str
+    body: bytes
+    delivery_count: int = 1
+    enqueued_time: datetime | None = None
+    content_type: str | None = "application/json"
+    application_properties: dict[str, Any] = field(default_factory=dict)
+    receipt: Any = None  # transport-specific handle (lock token, row id)
+
+
+class MessageSource(Protocol):
+    """The seam a queue transport implements for the local host."""
+
+    def receive(self, queue_name: str, max_messages: int, max_wait_seconds: float) -> Sequence[ReceivedMessage]: ...
+
+    def complete(self, queue_name: str, message: ReceivedMessage) -> None: ...
+
+    def abandon(self, queue_name: str, message: ReceivedMessage, reason: str) -> None: ...
+
+
+def to_servicebus_message(message: ReceivedMessage) -> ServiceBusMessage:
+    """The trigger argument a Service Bus queue trigger receives in Azure."""
+    return ServiceBusMessage(
+        body=message.body,
+        message_id=message.message_id,
+        delivery_count=message.delivery_count,
+        enqueued_time_utc=message.enqueued_time,
+        content_type=message.content_type,
+        application_properties=dict(message.application_properties),
+        user_properties=dict(message.application_properties),
+    )
+
+
+class TimerRunner(threading.Thread):
+    """Fires one timer function on its schedule until ``stop`` is set."""
+
+    def __init__(self, function: TimerFunction, stop: threading.Event) -> None:
+        super().__init__(name=f"timer-{function.name}", daemon=True)
+        self.function, self.stop_event = function, stop
+        self.schedule = Schedule.parse(function.schedule)
+        self.fired = 0
+
+    def run(self) -> None:
+        if self.function.run_on_startup:
+            self._fire(past_due=False)
+        while not self.stop_event.is_set():
+            now = datetime.now(UTC)
+            due = self.schedule.next_after(now)
+            if self.stop_event.wait((due - now).total_seconds()):
+                return
+            self._fire(past_due=(datetime.now(UTC) - due).total_seconds() > 1)
+
+    def _fire(self, past_due: bool) -> None:
+        self.fired += 1
+        try:
+            invoke(self.function.fn, self.function.arg_name, TimerRequest(past_due=past_due))
+        except Exception:
+            log.exception("timer function %s raised", self.function.name)
+
+
+class QueueWorker(threading.Thread):
+    """One worker feeding one queue-triggered function from a message source."""
+
+    def __init__(self, function: QueueFunction, source: MessageSource, stop: threading.Event, index: int) -> None:
+        super().__init__(name=f"queue-{function.name}-{index}", daemon=True)
+        self.function, self.source, self.stop_event = function, source, stop
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            try:
+                messages = self.source.receive(self.function.queue_name, 1, 1.0)
+            except Exception:
+                log.exception("receiving from %s failed; retrying", self.function.queue_name)
+                self.stop_event.wait(2.0)
+                continue
+            for message in messages:
+                self._handle(message)
+
+    def _handle(self, message: ReceivedMessage) -> None:
+        queue = self.function.queue_name
+        try:
+            invoke(self.function.fn, self.function.arg_name, to_servicebus_message(message))
+        except Exception as exc:
+            log.exception("function %s failed on message %s", self.function.name, message.message_id)
+            self.source.abandon(queue, message, f"{type(exc).__name__}: {exc}")
+            return
+        self.source.complete(queue, message)

@@ -1,0 +1,93 @@
+"""What ``function_app.py`` registers, read once through ``app.get_functions()``."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import azure.functions as func
+
+log = logging.getLogger("geoetl.localhost")
+_SETTING_REF = re.compile(r"%([^%]+)%")
+
+
+@dataclass(frozen=True)
+class HttpFunction:
+    name: str
+    route: str
+    methods: tuple[str, ...]  # empty: every method
+    auth_level: func.AuthLevel
+    arg_name: str
+    fn: Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class TimerFunction:
+    name: str
+    schedule: str
+    run_on_startup: bool
+    arg_name: str
+    fn: Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class QueueFunction:
+    name: str
+    queue_name: str
+    arg_name: str
+    fn: Callable[..., Any]
+
+
+@dataclass
+class FunctionTable:
+    http: list[HttpFunction] = field(default_factory=list)
+    timers: list[TimerFunction] = field(default_factory=list)
+    queues: list[QueueFunction] = field(default_factory=list)
+    unsupported: list[str] = field(default_factory=list)
+
+
+def resolve_setting_refs(value: str) -> str:
+    """Replace ``%NAME%`` with the app setting NAME, as the Functions host does for binding values."""
+
+    def lookup(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in os.environ:
+            raise KeyError(f"binding expression %{name}% names an app setting that is not set")
+        return os.environ[name]
+
+    return _SETTING_REF.sub(lookup, value)
+
+
+def read_functions(app: func.FunctionApp) -> FunctionTable:
+    """Sort the app's functions by trigger type (call once per app object)."""
+    table = FunctionTable()
+    default_level = getattr(app, "_auth_level", None) or func.AuthLevel.FUNCTION
+    for function in app.get_functions():
+        trigger = function.get_trigger()
+        name, fn = function.get_function_name(), function.get_user_function()
+        kind = trigger.get_binding_name() if hasattr(trigger, "get_binding_name") else trigger.type
+        if kind == "httpTrigger":
+            methods = tuple(str(getattr(m, "value", m)).upper() for m in (trigger.methods or []))
+            level = trigger.auth_level or default_level
+            table.http.append(HttpFunction(name, trigger.route or name, methods, level, trigger.name, fn))
+        elif kind == "timerTrigger":
+            table.timers.append(TimerFunction(name, trigger.schedule, bool(trigger.run_on_startup), trigger.name, fn))
+        elif kind == "serviceBusTrigger":
+            queue = resolve_setting_refs(trigger.queue_name)
+            table.queues.append(QueueFunction(name, queue, trigger.name, fn))
+        else:
+            table.unsupported.append(f"{name} ({kind})")
+    return table
+
+
+def invoke(fn: Callable[..., Any], arg_name: str, value: Any) -> Any:
+    """Call a user function synchronously, running it to completion if it is a coroutine."""
+    if inspect.iscoroutinefunction(fn):
+        return asyncio.run(fn(**{arg_name: value}))
+    return fn(**{arg_name: value})

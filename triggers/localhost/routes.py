@@ -1,0 +1,68 @@
+"""Azure Functions route templates → Starlette paths, in Azure's order of precedence.
+
+Azure (ASP.NET routing) supports ``{name}``, ``{name:constraint}``, optional
+``{name?}`` and catch-all ``{*name}``. Literal segments win over parameters,
+and catch-alls come last, whatever the registration order.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_PARAM = re.compile(r"^\{(?P<star>\*)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::(?P<constraint>[^}?]+))?(?P<opt>\?)?\}$")
+_RANK_LITERAL, _RANK_CONSTRAINED, _RANK_PARAM, _RANK_CATCH_ALL = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class RoutePattern:
+    """One Starlette path for one Azure route template."""
+
+    template: str
+    path: str  # Starlette path, starting with "/api/"
+    rank: tuple[int, ...]
+
+
+def _segment(segment: str) -> tuple[str, int, bool]:
+    """(starlette segment, precedence rank, optional?) for one template segment."""
+    match = _PARAM.match(segment)
+    if match is None:
+        if "{" in segment or "}" in segment:
+            raise ValueError(f"unsupported route segment {segment!r}: mix of literal and parameter")
+        return segment, _RANK_LITERAL, False
+    name, constraint = match.group("name"), (match.group("constraint") or "").lower()
+    if match.group("star"):
+        return "{" + name + ":path}", _RANK_CATCH_ALL, False
+    if constraint == "int":
+        return "{" + name + ":int}", _RANK_CONSTRAINED, bool(match.group("opt"))
+    return "{" + name + "}", _RANK_PARAM, bool(match.group("opt"))
+
+
+def to_patterns(template: str, prefix: str = "api") -> list[RoutePattern]:
+    """The Starlette paths serving ``template``; an optional last parameter gives two paths."""
+    segments = [s for s in template.strip("/").split("/") if s]
+    parts: list[str] = []
+    ranks: list[int] = []
+    patterns: list[RoutePattern] = []
+    for i, raw in enumerate(segments):
+        seg, rank, optional = _segment(raw)
+        if optional:
+            if i != len(segments) - 1:
+                raise ValueError(f"route {template!r}: only the last parameter may be optional")
+            patterns.append(RoutePattern(template, _join(prefix, parts), tuple(ranks)))
+        if rank == _RANK_CATCH_ALL:
+            # Starlette's path convertor also matches the empty string only without the slash before it.
+            patterns.append(RoutePattern(template, _join(prefix, parts), (*ranks, rank)))
+        parts.append(seg)
+        ranks.append(rank)
+    patterns.append(RoutePattern(template, _join(prefix, parts), tuple(ranks)))
+    return patterns
+
+
+def _join(prefix: str, parts: list[str]) -> str:
+    return "/" + "/".join([prefix, *parts]) if parts else f"/{prefix}"
+
+
+def precedence(pattern: RoutePattern) -> tuple[tuple[int, ...], int]:
+    """Sort key: segment ranks compared left to right, then longer paths first."""
+    return pattern.rank + (_RANK_CATCH_ALL + 1,), -len(pattern.rank)

@@ -1,0 +1,31 @@
+"""Read ``local.settings.json`` like ``func start``: its ``Values`` become environment variables."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from core.errors import InvalidSetting
+from core.settings import PROJECT_ROOT
+
+DEFAULT_PATH = PROJECT_ROOT / "local.settings.json"
+
+
+def apply_local_settings(path: Path = DEFAULT_PATH) -> dict[str, str]:
+    """Set each value that the environment does not already set (environment variables win)."""
+    if not path.exists():
+        return {}
+    try:
+        document = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise InvalidSetting(f"{path} is not valid JSON: {exc}") from exc
+    values = document.get("Values", {})
+    if not isinstance(values, dict):
+        raise InvalidSetting(f"{path}: 'Values' must be an object of strings")
+    applied: dict[str, str] = {}
+    for key, value in values.items():
+        if key not in os.environ and value is not None:
+            os.environ[key] = str(value)
+            applied[key] = str(value)
+    return applied
