@@ -93,8 +93,9 @@ def test_async_function_and_int_constraint(open_host: str) -> None:
     assert httpx.get(f"{open_host}/api/async/notanumber").json() == {"fallback": "async/notanumber"}
 
 
-def test_unknown_route_reaches_the_catch_all(open_host: str) -> None:
-    response = httpx.get(f"{open_host}/api/no/such/thing")
+@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "DELETE", "PATCH"])
+def test_unknown_route_reaches_the_catch_all_for_any_method(open_host: str, method: str) -> None:
+    response = httpx.request(method, f"{open_host}/api/no/such/thing")
     assert response.status_code == 404
     assert response.json() == {"fallback": "no/such/thing"}
 

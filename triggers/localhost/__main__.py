@@ -31,7 +31,10 @@ def main(argv: list[str] | None = None) -> None:
                  len(host.table.timers), len(host.table.queues))
         host.run_workers()
     else:
-        host.serve(args.bind, args.port)
+        try:
+            host.serve(args.bind, args.port)
+        except KeyboardInterrupt:  # uvicorn re-raises the signal after a graceful shutdown
+            log.info("local host stopped")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from azure.functions import TimerRequest
+from azure.functions.timer import TimerRequest
 from azure.functions.servicebus import ServiceBusMessage
 
 from triggers.localhost.functions import QueueFunction, TimerFunction, invoke

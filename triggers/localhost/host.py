@@ -26,12 +26,12 @@ class LocalHost:
 
     def __init__(
         self,
-        app: func.FunctionApp,
+        functions: func.FunctionApp | FunctionTable,
         settings: LocalHostSettings,
         message_source: MessageSource | None = None,
     ) -> None:
         self.settings = settings
-        self.table: FunctionTable = read_functions(app)
+        self.table = functions if isinstance(functions, FunctionTable) else read_functions(functions)
         self.keys = KeyRing.from_settings(settings)
         self.message_source = message_source
         self._stop = threading.Event()

@@ -26,6 +26,7 @@ from triggers.localhost.keys import KeyRing, presented_key
 from triggers.localhost.routes import precedence, to_patterns
 
 log = logging.getLogger("geoetl.localhost")
+ALL_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE")
 
 
 def _json_error(status: int, code: str, message: str) -> Response:
@@ -85,7 +86,7 @@ def build_routes(functions: list[HttpFunction], keys: KeyRing) -> list[Route]:
     """One Starlette route per path pattern, most specific first."""
     patterns = [(pattern, fn) for fn in functions for pattern in to_patterns(fn.route)]
     patterns.sort(key=lambda item: precedence(item[0]))
-    return [Route(p.path, _endpoint(fn, keys), methods=list(fn.methods) or None) for p, fn in patterns]
+    return [Route(p.path, _endpoint(fn, keys), methods=list(fn.methods or ALL_METHODS)) for p, fn in patterns]
 
 
 def build_http_app(functions: list[HttpFunction], keys: KeyRing, lifespan: Any = None) -> Starlette:

@@ -1,0 +1,98 @@
+"""The local host as a real process: ``python -m triggers.localhost`` and ``python -m devstack run``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from core.settings import PROJECT_ROOT, DatabaseSettings
+from tests.helpers.servers import free_port
+
+MASTER, FUNCTION_KEY = "e2e-master-key", "e2e-function-key"
+
+
+def wait_until_serving(url: str, proc: subprocess.Popen[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"process exited with {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}")
+        try:
+            httpx.get(url, timeout=2)
+            return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer in {timeout} s")
+
+
+def stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    proc.send_signal(signal.SIGINT)
+    try:
+        return proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.communicate()
+
+
+@pytest.fixture
+def host_process(fresh_db: DatabaseSettings, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen[str]]]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "PGHOST": fresh_db.pghost, "PGPORT": str(fresh_db.pgport), "PGDATABASE": fresh_db.pgdatabase,
+        "PGUSER": fresh_db.pguser, "STORAGE_BACKEND": "local", "STORAGE_LOCAL_ROOT": str(tmp_path),
+        "LOCAL_HOST_MASTER_KEY": MASTER, "LOCAL_HOST_FUNCTION_KEYS": FUNCTION_KEY,
+    }
+    for container in ("bronze", "silver", "gold"):
+        (tmp_path / container).mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "triggers.localhost", "--port", str(port)], cwd=PROJECT_ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}/api"
+    try:
+        wait_until_serving(f"{base}/nothing-here", proc)
+        yield base, proc
+    finally:
+        if proc.poll() is None:
+            stop(proc)
+
+
+def test_process_serves_health_with_keys_and_logs_json_lines(host_process: tuple[str, subprocess.Popen[str]]) -> None:
+    base, proc = host_process
+    assert httpx.get(f"{base}/health").status_code == 401
+    healthy = httpx.get(f"{base}/health", headers={"x-functions-key": FUNCTION_KEY, "x-request-id": "req-e2e-1"},
+                        timeout=30)
+    assert healthy.status_code == 200, healthy.text
+    assert healthy.json()["status"] == "healthy"
+    assert httpx.post(f"{base}/db/migrate?code={FUNCTION_KEY}").status_code == 401
+    assert httpx.post(f"{base}/db/migrate?code={MASTER}", timeout=60).status_code == 200
+    _, stderr = stop(proc)
+    assert proc.returncode == 0, stderr
+    lines = [json.loads(line) for line in stderr.splitlines() if line.startswith("{")]
+    requests = [entry for entry in lines if entry.get("event") == "http.request"]
+    health_line = next(entry for entry in requests if entry["request_id"] == "req-e2e-1")
+    assert health_line["method"] == "GET" and health_line["route"] == "health" and health_line["status"] == 200
+    assert health_line["path"] == "/api/health" and health_line["duration_ms"] > 0
+    assert MASTER not in stderr and FUNCTION_KEY not in stderr
+
+
+def test_devstack_run_prints_the_url_and_serves_health() -> None:
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "devstack", "run", "--port", str(port)], cwd=PROJECT_ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={k: v for k, v in os.environ.items() if not k.startswith("LOCAL_HOST_")})
+    try:
+        wait_until_serving(f"http://127.0.0.1:{port}/api/health", proc)
+        response = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=30)
+        assert response.status_code == 200, response.text
+    finally:
+        stdout, _ = stop(proc)
+    assert f"http://127.0.0.1:{port}/api" in stdout
+    assert stdout.count("curl ") == 2

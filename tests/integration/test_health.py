@@ -1,0 +1,116 @@
+"""GET /api/health through the local host, against real components that are up or really down."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from core.settings import DatabaseSettings, LocalHostSettings
+from devstack.postgres import Cluster, find_bindir
+from devstack.stack import LOCAL_DIR, ensure_database
+from infrastructure.context import AppContext, set_app_context
+from infrastructure.db.setup import setup_database
+from tests.helpers.servers import free_port, serve
+from tests.plugins.app import make_context
+from triggers.localhost.functions import FunctionTable
+from triggers.localhost.host import LocalHost
+
+COMPONENTS = {"postgresql", "postgis", "pgstac", "schema", "storage", "queue", "gdal"}
+
+
+@pytest.fixture
+def serve_context(app_functions: FunctionTable) -> Iterator[object]:
+    """Serve the app over a given context: ``with serve_context(ctx) as api: ...``."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def run(context: AppContext) -> Iterator[str]:
+        previous = set_app_context(context)
+        try:
+            with serve(LocalHost(app_functions, LocalHostSettings(local_host_timers=False)).asgi_app()) as url:
+                yield f"{url}/api"
+        finally:
+            set_app_context(previous)
+            context.close()
+
+    return run
+
+
+def by_name(report: dict) -> dict[str, dict]:  # type: ignore[type-arg]
+    return {c["name"]: c for c in report["components"]}
+
+
+def test_healthy_stack_reports_every_component(api: str) -> None:
+    response = httpx.get(f"{api}/health", timeout=30)
+    assert response.status_code == 200, response.text
+    report = response.json()
+    assert report["status"] == "healthy" and report["failing"] == []
+    components = by_name(report)
+    assert set(components) == COMPONENTS
+    assert all(c["status"] == "ok" for c in components.values())
+    assert components["postgresql"]["version"].startswith("15")
+    assert components["postgis"]["version"].startswith("3.")
+    assert components["pgstac"]["version"] == "0.10.0"
+    assert components["storage"]["details"]["backend"] == "local"
+    assert components["gdal"]["version"].startswith("3.")
+    assert report["app_version"]
+    assert response.headers["x-request-id"]
+
+
+def test_health_never_shows_secrets(fresh_db: DatabaseSettings, tmp_path: Path, serve_context) -> None:  # type: ignore[no-untyped-def]
+    secret_db = DatabaseSettings(**{**fresh_db.model_dump(), "pgpassword": "s3cret-pw-xyz"})
+    with serve_context(make_context(secret_db, tmp_path)) as api:
+        text = httpx.get(f"{api}/health", timeout=30).text
+    assert "s3cret-pw-xyz" not in text
+
+
+def test_database_without_schema_is_503_naming_components(empty_db: DatabaseSettings, tmp_path: Path,
+                                                         serve_context) -> None:  # type: ignore[no-untyped-def]
+    with serve_context(make_context(empty_db, tmp_path)) as api:
+        response = httpx.get(f"{api}/health", timeout=30)
+    assert response.status_code == 503
+    report = response.json()
+    assert set(report["failing"]) == {"postgis", "pgstac", "schema"}
+    assert "postgis extension is not installed" in by_name(report)["postgis"]["error"]
+
+
+def test_missing_container_is_503_naming_storage(fresh_db: DatabaseSettings, tmp_path: Path,
+                                                  serve_context) -> None:  # type: ignore[no-untyped-def]
+    context = make_context(fresh_db, tmp_path)
+    shutil.rmtree(tmp_path / "gold")
+    with serve_context(context) as api:
+        response = httpx.get(f"{api}/health", timeout=30)
+    assert response.status_code == 503
+    report = response.json()
+    assert report["failing"] == ["storage"]
+    assert "gold" in by_name(report)["storage"]["error"]
+
+
+def test_stopped_database_is_503_naming_postgresql(tmp_path: Path, serve_context) -> None:  # type: ignore[no-untyped-def]
+    LOCAL_DIR.mkdir(exist_ok=True)
+    data = Path(tempfile.mkdtemp(prefix="health-cluster-", dir=LOCAL_DIR))
+    data.chmod(0o755)  # initdb runs as the postgres user when we are root
+    cluster = Cluster(data / "data", free_port(), find_bindir())
+    cluster.init()
+    cluster.start()
+    try:
+        settings = DatabaseSettings(pgport=cluster.port, pgdatabase="geoetl", pg_connect_timeout=2)
+        ensure_database(settings)
+        setup_database(settings)
+        with serve_context(make_context(settings, tmp_path)) as api:
+            assert httpx.get(f"{api}/health", timeout=30).status_code == 200
+            cluster.stop()
+            response = httpx.get(f"{api}/health", timeout=30)
+        assert response.status_code == 503
+        report = response.json()
+        assert report["failing"][0] == "postgresql"
+        assert f":{cluster.port}/geoetl" in by_name(report)["postgresql"]["error"]
+        assert by_name(report)["storage"]["status"] == "ok", "other components are still checked"
+    finally:
+        cluster.stop()
+        shutil.rmtree(data, ignore_errors=True)

@@ -1,0 +1,125 @@
+"""Timer and queue triggers run by the local host on background threads."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import deque
+from collections.abc import Sequence
+
+import azure.functions as func
+import pytest
+
+from core.settings import LocalHostSettings
+from triggers.localhost.background import ReceivedMessage
+from triggers.localhost.host import LocalHost
+
+
+class ListSource:
+    """A message source over a list, recording what the host completes and abandons."""
+
+    def __init__(self, messages: list[ReceivedMessage]) -> None:
+        self.pending: deque[ReceivedMessage] = deque(messages)
+        self.completed: list[str] = []
+        self.abandoned: list[tuple[str, str]] = []
+        self.queues_asked: set[str] = set()
+        self.lock = threading.Lock()
+
+    def receive(self, queue_name: str, max_messages: int, max_wait_seconds: float) -> Sequence[ReceivedMessage]:
+        self.queues_asked.add(queue_name)
+        with self.lock:
+            if self.pending:
+                return [self.pending.popleft()]
+        time.sleep(0.05)
+        return []
+
+    def complete(self, queue_name: str, message: ReceivedMessage) -> None:
+        with self.lock:
+            self.completed.append(message.message_id)
+
+    def abandon(self, queue_name: str, message: ReceivedMessage, reason: str) -> None:
+        with self.lock:
+            self.abandoned.append((message.message_id, reason))
+
+
+def wait_for(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+def test_timer_fires_on_schedule_and_on_startup() -> None:
+    fired: list[bool] = []
+    app = func.FunctionApp()
+
+    @app.timer_trigger(schedule="* * * * * *", arg_name="timer", run_on_startup=True)
+    def every_second(timer: func.TimerRequest) -> None:
+        fired.append(timer.past_due)
+
+    host = LocalHost(app, LocalHostSettings())
+    host.start_background()
+    try:
+        wait_for(lambda: len(fired) >= 3, timeout=6)
+    finally:
+        host.stop_background()
+    count = len(fired)
+    time.sleep(1.2)
+    assert len(fired) == count, "timer kept firing after stop"
+
+
+def test_timers_can_be_switched_off() -> None:
+    fired: list[bool] = []
+    app = func.FunctionApp()
+
+    @app.timer_trigger(schedule="* * * * * *", arg_name="timer", run_on_startup=True)
+    def every_second(timer: func.TimerRequest) -> None:
+        fired.append(True)
+
+    host = LocalHost(app, LocalHostSettings(local_host_timers=False))
+    host.start_background()
+    time.sleep(1.5)
+    host.stop_background()
+    assert fired == []
+
+
+def test_queue_trigger_is_fed_from_the_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_QUEUE", "work-items")
+    seen: list[dict[str, object]] = []
+    app = func.FunctionApp()
+
+    @app.service_bus_queue_trigger(arg_name="msg", queue_name="%TEST_QUEUE%", connection="ServiceBusConnection")
+    def worker(msg: func.ServiceBusMessage) -> None:
+        body = json.loads(msg.get_body())
+        if body.get("fail"):
+            raise ValueError("bad message")
+        seen.append({"id": msg.message_id, "body": body, "deliveries": msg.delivery_count})
+
+    messages = [ReceivedMessage(f"m{i}", json.dumps({"i": i}).encode(), delivery_count=1) for i in range(5)]
+    messages.append(ReceivedMessage("bad", json.dumps({"fail": True}).encode(), delivery_count=2))
+    source = ListSource(messages)
+    host = LocalHost(app, LocalHostSettings(local_host_workers=3), message_source=source)
+    host.start_background()
+    try:
+        wait_for(lambda: len(source.completed) + len(source.abandoned) == 6)
+    finally:
+        host.stop_background()
+    assert source.queues_asked == {"work-items"}
+    assert sorted(source.completed) == [f"m{i}" for i in range(5)]
+    assert source.abandoned == [("bad", "ValueError: bad message")]
+    assert sorted(str(s["id"]) for s in seen) == [f"m{i}" for i in range(5)]
+    assert all(s["deliveries"] == 1 for s in seen)
+
+
+def test_unset_setting_in_queue_name_fails_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    app = func.FunctionApp()
+
+    @app.service_bus_queue_trigger(arg_name="msg", queue_name="%NOT_SET_ANYWHERE%", connection="X")
+    def worker(msg: func.ServiceBusMessage) -> None:
+        pass
+
+    with pytest.raises(KeyError, match="NOT_SET_ANYWHERE"):
+        LocalHost(app, LocalHostSettings())
