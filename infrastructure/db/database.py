@@ -41,13 +41,19 @@ def connect(settings: DatabaseSettings, token_provider: TokenProvider | None = N
     kwargs = connection_kwargs(settings, token_provider) | extra
     try:
         return psycopg.connect(**kwargs)
-    except psycopg.OperationalError as exc:
+    except psycopg.OperationalError as exc:  # connecting: every operational error means "cannot reach"
         raise DatabaseUnavailable(_describe(settings, exc)) from exc
 
 
 def _describe(settings: DatabaseSettings, exc: BaseException) -> str:
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return f"cannot reach PostgreSQL at {settings.pghost}:{settings.pgport}/{settings.pgdatabase}: {first_line}"
+
+
+def is_connection_failure(exc: psycopg.Error) -> bool:
+    """Lost or refused connections and server shutdowns (not query errors such as a statement timeout)."""
+    state = exc.sqlstate
+    return state is None or state.startswith("08") or state in {"57P01", "57P02", "57P03"}
 
 
 class Database:
@@ -81,6 +87,8 @@ class Database:
         except PoolTimeout as exc:
             raise DatabaseUnavailable(_describe(self.settings, exc)) from exc
         except psycopg.OperationalError as exc:
+            if not is_connection_failure(exc):
+                raise
             raise DatabaseUnavailable(_describe(self.settings, exc)) from exc
 
     @contextmanager

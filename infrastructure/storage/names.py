@@ -1,0 +1,123 @@
+"""Validation of container and blob names, done before any storage I/O.
+
+Blob names are relative, ``/``-separated paths that are safe on both backends:
+no absolute paths, no ``.``/``..``/empty segments, no backslashes or control
+characters. Container names follow Azure's rules.
+"""
+
+from __future__ import annotations
+
+import re
+
+from core.errors import InvalidBlobName, InvalidInput
+
+MAX_BLOB_NAME_LENGTH = 1024
+MAX_PAGE_SIZE = 5000  # Azure's largest listing page
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_DRIVE = re.compile(r"^[A-Za-z]:")
+_CONTAINER = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
+_SHOWN = 80
+
+
+def _show(name: str) -> str:
+    """The name for an error message, shortened when very long."""
+    return repr(name if len(name) <= _SHOWN else name[:_SHOWN] + "...")
+
+
+def _blob_error(name: str, problem: str) -> InvalidBlobName:
+    return InvalidBlobName(f"invalid blob name {_show(name)}: {problem}", name=name[:_SHOWN], problem=problem)
+
+
+def _text_problem(text: str) -> str | None:
+    """A problem shared by blob names and prefixes (control characters, backslashes, encoding)."""
+    control = _CONTROL.search(text)
+    if control:
+        return f"contains the control character U+{ord(control.group()):04X} at position {control.start()}"
+    if "\\" in text:
+        return "contains a backslash ('\\'); use '/' to separate path segments"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid Unicode (it contains a lone surrogate)"
+    return None
+
+
+def _path_problem(name: str) -> str | None:
+    """A problem with the shape of ``name`` as a relative path."""
+    if name.startswith(("/", "\\")):
+        return "is an absolute path (starts with a slash)"
+    if _DRIVE.match(name):
+        return "is an absolute path (starts with a drive letter)"
+    if name.endswith("/"):
+        return "ends with '/'"
+    for segment in name.split("/"):
+        if segment == "":
+            return "has an empty path segment ('//')"
+        if segment == "..":
+            return "has a '..' path segment"
+        if segment == ".":
+            return "has a '.' path segment"
+    if name.endswith("."):
+        return "ends with '.' (Azure drops trailing dots)"
+    return None
+
+
+def validate_blob_name(name: str) -> str:
+    """Return ``name`` unchanged if it is a valid blob name, else raise InvalidBlobName naming the problem."""
+    if not isinstance(name, str):
+        raise InvalidBlobName(f"invalid blob name {name!r}: must be a string, not {type(name).__name__}")
+    if name == "":
+        raise _blob_error(name, "is empty")
+    if len(name) > MAX_BLOB_NAME_LENGTH:
+        raise _blob_error(name, f"is too long ({len(name)} characters, at most {MAX_BLOB_NAME_LENGTH})")
+    problem = _path_problem(name) or _text_problem(name)
+    if problem:
+        raise _blob_error(name, problem)
+    return name
+
+
+def validate_blob_prefix(prefix: str) -> str:
+    """Return a listing prefix unchanged ('' lists everything); it may end with '/' or in mid-segment."""
+    if not isinstance(prefix, str):
+        raise InvalidBlobName(f"invalid blob prefix {prefix!r}: must be a string, not {type(prefix).__name__}")
+    problem: str | None = None
+    if len(prefix) > MAX_BLOB_NAME_LENGTH:
+        problem = f"is too long ({len(prefix)} characters, at most {MAX_BLOB_NAME_LENGTH})"
+    elif prefix.startswith(("/", "\\")) or _DRIVE.match(prefix):
+        problem = "is an absolute path"
+    elif any(segment in ("", ".", "..") for segment in prefix.split("/")[:-1]):
+        problem = "has an empty, '.' or '..' path segment"
+    else:
+        problem = _text_problem(prefix)
+    if problem:
+        raise InvalidBlobName(
+            f"invalid blob prefix {_show(prefix)}: {problem}", prefix=prefix[:_SHOWN], problem=problem
+        )
+    return prefix
+
+
+def validate_container_name(name: str) -> str:
+    """Return ``name`` unchanged if it follows Azure's container rules, else raise InvalidInput naming the problem."""
+    if not isinstance(name, str):
+        raise InvalidInput(f"invalid container name {name!r}: must be a string, not {type(name).__name__}")
+    problem: str | None = None
+    if not 3 <= len(name) <= 63:
+        problem = f"must be 3 to 63 characters long, not {len(name)}"
+    elif re.search(r"[^a-z0-9-]", name):
+        problem = "may contain only lowercase letters, digits and hyphens"
+    elif name.startswith("-") or name.endswith("-"):
+        problem = "must start and end with a letter or digit"
+    elif "--" in name:
+        problem = "must not contain consecutive hyphens ('--')"
+    if problem or not _CONTAINER.match(name):
+        problem = problem or "is not a valid container name"
+        raise InvalidInput(f"invalid container name {_show(name)}: {problem}", container=name[:_SHOWN], problem=problem)
+    return name
+
+
+def validate_page_size(page_size: int) -> int:
+    """Return a listing page size between 1 and 5000, else raise InvalidInput."""
+    if isinstance(page_size, bool) or not isinstance(page_size, int) or not 1 <= page_size <= MAX_PAGE_SIZE:
+        raise InvalidInput(f"invalid page size {page_size!r}: must be an integer from 1 to {MAX_PAGE_SIZE}")
+    return page_size

@@ -1,0 +1,103 @@
+"""The connection pool on a real PostgreSQL: errors, timeouts, Entra tokens, PgBouncer transaction mode."""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import SimpleNamespace
+
+import psycopg
+import pytest
+
+from core.errors import DatabaseUnavailable
+from core.settings import DatabaseSettings
+from infrastructure.db.database import Database, connect
+from infrastructure.db.migrations import applied_versions, apply_migrations
+from infrastructure.identity import token_provider
+from services.health import check_health
+from tests.helpers.servers import free_port
+
+
+def test_unreachable_server_is_database_unavailable_naming_where() -> None:
+    settings = DatabaseSettings(pgport=free_port(), pg_connect_timeout=1)
+    started = time.monotonic()
+    db = Database(settings)
+    try:
+        with pytest.raises(DatabaseUnavailable, match=rf"127.0.0.1:{settings.pgport}/geoetl"), db.connection():
+            pass
+    finally:
+        db.close()
+    assert time.monotonic() - started < 10
+    with pytest.raises(DatabaseUnavailable):
+        connect(settings)
+
+
+def test_statement_timeout_is_transaction_local(fresh_db: DatabaseSettings) -> None:
+    db = Database(DatabaseSettings(**{**fresh_db.model_dump(), "pg_statement_timeout_ms": 200,
+                                      "pg_pool_max_size": 1}))
+    try:
+        with pytest.raises(psycopg.errors.QueryCanceled), db.transaction() as conn:
+            conn.execute("SELECT pg_sleep(2)")
+        with db.connection() as conn:
+            row = conn.execute("SHOW statement_timeout").fetchone()
+        assert row == {"statement_timeout": "0"}, "the timeout must not leak into the session"
+    finally:
+        db.close()
+
+
+def test_entra_token_is_fetched_for_each_new_connection(fresh_db: DatabaseSettings) -> None:
+    calls: list[str] = []
+
+    def provider() -> str:
+        calls.append("token")
+        return f"token-{len(calls)}"
+
+    db = Database(DatabaseSettings(**{**fresh_db.model_dump(), "pg_pool_min_size": 0}), token_provider=provider)
+    try:
+        barrier = threading.Barrier(3)
+
+        def hold() -> None:
+            with db.connection() as conn:
+                conn.execute("SELECT 1")
+                barrier.wait(10)
+
+        threads = [threading.Thread(target=hold) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        db.close()
+    assert len(calls) >= 3
+
+
+def test_token_provider_caches_until_close_to_expiry() -> None:
+    issued: list[float] = []
+
+    class Credential:
+        def get_token(self, scope: str) -> SimpleNamespace:
+            issued.append(time.time())
+            return SimpleNamespace(token=f"t{len(issued)}", expires_on=time.time() + 3600 if len(issued) == 1 else 0)
+
+    get = token_provider(Credential(), "scope/.default", refresh_margin_s=300)
+    assert get() == "t1" and get() == "t1"
+    assert len(issued) == 1
+
+
+def test_migrations_and_queries_through_pgbouncer_transaction_mode(pgbouncer: DatabaseSettings) -> None:
+    with connect(pgbouncer) as conn:
+        assert apply_migrations(conn) == []
+        assert applied_versions(conn)
+    db = Database(DatabaseSettings(**{**pgbouncer.model_dump(), "pg_pool_max_size": 4}))
+    try:
+        for _ in range(20):
+            with db.transaction() as conn:
+                assert conn.execute("SELECT postgis_lib_version() AS v").fetchone()
+        report = check_health(SimpleNamespace(  # type: ignore[arg-type]
+            storage=SimpleNamespace(containers=()), app=SimpleNamespace(health_probe_container="x"),
+            queue=SimpleNamespace(queue_backend="postgres", jobs_queue_name="j", tasks_queue_name="t"),
+        ), db, lambda: SimpleNamespace(backend="none", container_exists=lambda c: True))  # type: ignore[arg-type,return-value]
+        statuses = {c.name: c.status for c in report.components}
+        assert statuses["postgresql"] == statuses["postgis"] == statuses["pgstac"] == statuses["schema"] == "ok"
+    finally:
+        db.close()
