@@ -13,7 +13,7 @@ PYTEST_ARGS ?=
 run: venv
 	$(PY) -m devstack run
 
-test: venv
+test: venv check
 	$(PY) -m devstack up
 	$(PY) -m devstack.azurite install
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -60,7 +60,9 @@ class DatabaseSettings(_Settings):
 class StorageSettings(_Settings):
     """Blob storage backend and container names."""
 
-    storage_backend: Literal["local", "azure"] = Field("local", description="'local' filesystem or 'azure' Blob Storage")
+    storage_backend: Literal["local", "azure"] = Field(
+        "local", description="'local' filesystem or 'azure' Blob Storage"
+    )
     storage_local_root: Path = Field(
         PROJECT_ROOT / ".local" / "storage", description="Root folder of the local backend: <root>/<container>/<blob>"
     )

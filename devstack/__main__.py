@@ -32,7 +32,9 @@ def settings_example() -> str:
             if hasattr(default, "get_secret_value"):
                 default = default.get_secret_value()
             if isinstance(default, Path):
-                default = str(default.relative_to(PROJECT_ROOT)) if default.is_relative_to(PROJECT_ROOT) else str(default)
+                default = (
+                    str(default.relative_to(PROJECT_ROOT)) if default.is_relative_to(PROJECT_ROOT) else str(default)
+                )
             values[key] = "" if default is None else str(default).lower() if isinstance(default, bool) else str(default)
             meanings[key] = field.description or ""
     document = {"IsEncrypted": False, "Values": values, "Descriptions": meanings}
@@ -80,8 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "up":
             state = up(get_settings())
             where = "private cluster 127.0.0.1:54329" if state.embedded else "existing server"
-            print(f"[devstack] up in {state.seconds:.1f} s: {where}, migrations applied {state.migrations_applied}, "
-                  f"pgstac {state.pgstac_version}")
+            print(
+                f"[devstack] up in {state.seconds:.1f} s: {where}, migrations applied {state.migrations_applied}, "
+                f"pgstac {state.pgstac_version}"
+            )
         elif args.command == "down":
             down(get_settings())
         elif args.command == "run":

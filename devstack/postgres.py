@@ -77,7 +77,9 @@ def ensure_postgis(bindir: Path) -> None:
     package = f"postgresql-{server_major(bindir)}-postgis-3"
     apt = shutil.which("apt-get")
     if apt is None or os.geteuid() != 0:
-        how = f"sudo apt-get install -y {package}" if apt else "brew install postgis (macOS) or your OS's PostGIS package"
+        how = (
+            f"sudo apt-get install -y {package}" if apt else "brew install postgis (macOS) or your OS's PostGIS package"
+        )
         raise StackError(f"PostGIS is not installed for PostgreSQL at {bindir}. Install it: {how}")
     print(f"[devstack] installing {package} with apt-get ...", flush=True)
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
@@ -141,8 +143,18 @@ class Cluster:
             _check_traversable_by("postgres", self.data_dir)
             shutil.chown(self.data_dir, "postgres", "postgres")
         self.data_dir.chmod(0o700)
-        self._pg(str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=trust",
-                 "-E", "UTF8", "--no-locale", "--no-instructions")
+        self._pg(
+            str(self.bindir / "initdb"),
+            "-D",
+            str(self.data_dir),
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "-E",
+            "UTF8",
+            "--no-locale",
+            "--no-instructions",
+        )
         conf = "\n".join(f"{k} = {v}" for k, v in SERVER_CONF.items())
         with (self.data_dir / "postgresql.conf").open("a") as fh:
             fh.write(f"\n# geoetl local stack\nport = {self.port}\n{conf}\n")
@@ -160,8 +172,9 @@ class Cluster:
             raise StackError(
                 f"Port {self.port} on 127.0.0.1 is taken by another program; stop it, or set PGPORT to a free port."
             )
-        self._pg(str(self.bindir / "pg_ctl"), "start", "-D", str(self.data_dir), "-l", str(self.log_file),
-                 "-w", "-t", "60")
+        self._pg(
+            str(self.bindir / "pg_ctl"), "start", "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", "60"
+        )
         return True
 
     def stop(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 
@@ -44,11 +45,8 @@ def ensure_database(settings: DatabaseSettings) -> None:
         if "does not exist" not in str(exc):
             raise
     admin = DatabaseSettings(**{**settings.model_dump(), "pgdatabase": "postgres"})
-    with connect(admin, autocommit=True) as conn:
-        try:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(settings.pgdatabase)))
-        except psycopg.errors.DuplicateDatabase:
-            pass
+    with connect(admin, autocommit=True) as conn, contextlib.suppress(psycopg.errors.DuplicateDatabase):
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(settings.pgdatabase)))
 
 
 def start_postgres(settings: DatabaseSettings) -> bool:
@@ -81,8 +79,13 @@ def up(settings: Settings) -> StackState:
         if started:
             embedded_cluster().stop()
         raise
-    return StackState(is_embedded(settings.database), started, result.migrations_applied, result.pgstac_version,
-                      time.perf_counter() - started_at)
+    return StackState(
+        is_embedded(settings.database),
+        started,
+        result.migrations_applied,
+        result.pgstac_version,
+        time.perf_counter() - started_at,
+    )
 
 
 def down(settings: Settings) -> None:

@@ -6,7 +6,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -14,6 +14,7 @@ from core import __version__
 from core.settings import Settings
 from infrastructure.db.database import Database
 from infrastructure.db.migrations import applied_versions, load_migrations
+from infrastructure.storage import BlobStore
 
 Status = Literal["ok", "error"]
 
@@ -35,15 +36,6 @@ class HealthReport(BaseModel):
     components: list[ComponentHealth]
 
 
-class _Store(Protocol):
-    backend: str
-
-    def container_exists(self, container: str) -> bool: ...
-    def write_bytes(self, container: str, name: str, data: bytes, **kw: Any) -> Any: ...
-    def read_bytes(self, container: str, name: str) -> bytes: ...
-    def delete(self, container: str, name: str) -> bool: ...
-
-
 def _timed(name: str, check: Callable[[], tuple[str | None, dict[str, Any]]]) -> ComponentHealth:
     started = time.perf_counter()
     try:
@@ -54,8 +46,7 @@ def _timed(name: str, check: Callable[[], tuple[str | None, dict[str, Any]]]) ->
         version, details, status = None, {}, "error"
         error = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
     elapsed = round((time.perf_counter() - started) * 1000, 1)
-    return ComponentHealth(name=name, status=status, version=version, duration_ms=elapsed, details=details,
-                           error=error)
+    return ComponentHealth(name=name, status=status, version=version, duration_ms=elapsed, details=details, error=error)
 
 
 def _database_checks(db: Database, timeout: float) -> list[ComponentHealth]:
@@ -95,11 +86,13 @@ def _database_checks(db: Database, timeout: float) -> list[ComponentHealth]:
     results = [_timed("postgresql", postgresql)]
     if results[0].status == "error":
         skipped = "not checked: PostgreSQL is unreachable"
-        return results + [ComponentHealth(name=n, status="error", error=skipped) for n in ("postgis", "pgstac", "schema")]
-    return results + [_timed("postgis", postgis), _timed("pgstac", pgstac), _timed("schema", schema)]
+        return results + [
+            ComponentHealth(name=n, status="error", error=skipped) for n in ("postgis", "pgstac", "schema")
+        ]
+    return [*results, _timed("postgis", postgis), _timed("pgstac", pgstac), _timed("schema", schema)]
 
 
-def _storage_check(store: _Store, settings: Settings) -> ComponentHealth:
+def _storage_check(store: BlobStore, settings: Settings) -> ComponentHealth:
     def check() -> tuple[str | None, dict[str, Any]]:
         missing = [c for c in settings.storage.containers if not store.container_exists(c)]
         if missing:
@@ -113,7 +106,11 @@ def _storage_check(store: _Store, settings: Settings) -> ComponentHealth:
                 raise RuntimeError("probe blob read back differently than written")
         finally:
             store.delete(container, probe)
-        return None, {"backend": store.backend, "containers": list(settings.storage.containers), "probe": "write/read/delete"}
+        return None, {
+            "backend": store.backend,
+            "containers": list(settings.storage.containers),
+            "probe": "write/read/delete",
+        }
 
     return _timed("storage", check)
 
@@ -124,9 +121,13 @@ def _queue_check(settings: Settings, database_ok: bool) -> ComponentHealth:
         queues = [settings.queue.jobs_queue_name, settings.queue.tasks_queue_name]
         if backend == "postgres" and not database_ok:
             raise RuntimeError("the postgres queue needs the database, which is unreachable")
-        if backend == "servicebus" and not (settings.queue.servicebus_connection or settings.queue.servicebus_namespace):
-            raise RuntimeError("QUEUE_BACKEND=servicebus but neither ServiceBusConnection nor "
-                               "ServiceBusConnection__fullyQualifiedNamespace is set")
+        if backend == "servicebus" and not (
+            settings.queue.servicebus_connection or settings.queue.servicebus_namespace
+        ):
+            raise RuntimeError(
+                "QUEUE_BACKEND=servicebus but neither ServiceBusConnection nor "
+                "ServiceBusConnection__fullyQualifiedNamespace is set"
+            )
         return None, {"backend": backend, "queues": queues}
 
     return _timed("queue", check)
@@ -141,8 +142,9 @@ def _gdal_check() -> ComponentHealth:
     return _timed("gdal", check)
 
 
-def check_health(settings: Settings, db: Database, store_factory: Callable[[], _Store],
-                 timeout: float = 3.0) -> HealthReport:
+def check_health(
+    settings: Settings, db: Database, store_factory: Callable[[], BlobStore], timeout: float = 3.0
+) -> HealthReport:
     """Check every component; the report is unhealthy when any one fails."""
     components = _database_checks(db, timeout)
     try:

@@ -36,7 +36,9 @@ def connection_kwargs(settings: DatabaseSettings, token_provider: TokenProvider 
     return kwargs
 
 
-def connect(settings: DatabaseSettings, token_provider: TokenProvider | None = None, **extra: Any) -> psycopg.Connection:
+def connect(
+    settings: DatabaseSettings, token_provider: TokenProvider | None = None, **extra: Any
+) -> psycopg.Connection:
     """One direct connection (set-up tools and tests); the app uses :class:`Database`."""
     kwargs = connection_kwargs(settings, token_provider) | extra
     try:

@@ -13,6 +13,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 from psycopg.rows import tuple_row
@@ -66,14 +67,14 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return [found[v] for v in sorted(found)]
 
 
-def apply_migrations(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> list[int]:
+def apply_migrations(conn: psycopg.Connection[Any], directory: Path = MIGRATIONS_DIR) -> list[int]:
     """Apply pending migrations on ``conn`` in one transaction; returns the versions applied."""
     migrations = load_migrations(directory)
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_LOCK_KEY,))
         conn.execute(_BOOTSTRAP)
         cur = conn.cursor(row_factory=tuple_row)
-        applied = dict(cur.execute("SELECT version, checksum FROM geoetl.schema_migrations").fetchall())
+        applied: dict[int, str] = dict(cur.execute("SELECT version, checksum FROM geoetl.schema_migrations").fetchall())
         done: list[int] = []
         for migration in migrations:
             if migration.version in applied:
@@ -93,7 +94,7 @@ def apply_migrations(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR)
     return done
 
 
-def applied_versions(conn: psycopg.Connection) -> list[int]:
+def applied_versions(conn: psycopg.Connection[Any]) -> list[int]:
     """Versions recorded as applied (empty when the table does not exist yet)."""
     cur = conn.cursor(row_factory=tuple_row)
     row = cur.execute("SELECT to_regclass('geoetl.schema_migrations') IS NOT NULL").fetchone()
@@ -102,7 +103,7 @@ def applied_versions(conn: psycopg.Connection) -> list[int]:
     return [r[0] for r in cur.execute("SELECT version FROM geoetl.schema_migrations ORDER BY version")]
 
 
-def redeploy(conn: psycopg.Connection, directory: Path = MIGRATIONS_DIR) -> list[int]:
+def redeploy(conn: psycopg.Connection[Any], directory: Path = MIGRATIONS_DIR) -> list[int]:
     """Drop the orchestration schema and apply every migration again (destroys job history)."""
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_LOCK_KEY,))

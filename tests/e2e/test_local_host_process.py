@@ -47,14 +47,25 @@ def host_process(fresh_db: DatabaseSettings, tmp_path: Path) -> Iterator[tuple[s
     port = free_port()
     env = {
         **os.environ,
-        "PGHOST": fresh_db.pghost, "PGPORT": str(fresh_db.pgport), "PGDATABASE": fresh_db.pgdatabase,
-        "PGUSER": fresh_db.pguser, "STORAGE_BACKEND": "local", "STORAGE_LOCAL_ROOT": str(tmp_path),
-        "LOCAL_HOST_MASTER_KEY": MASTER, "LOCAL_HOST_FUNCTION_KEYS": FUNCTION_KEY,
+        "PGHOST": fresh_db.pghost,
+        "PGPORT": str(fresh_db.pgport),
+        "PGDATABASE": fresh_db.pgdatabase,
+        "PGUSER": fresh_db.pguser,
+        "STORAGE_BACKEND": "local",
+        "STORAGE_LOCAL_ROOT": str(tmp_path),
+        "LOCAL_HOST_MASTER_KEY": MASTER,
+        "LOCAL_HOST_FUNCTION_KEYS": FUNCTION_KEY,
     }
     for container in ("bronze", "silver", "gold"):
         (tmp_path / container).mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "triggers.localhost", "--port", str(port)], cwd=PROJECT_ROOT,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "triggers.localhost", "--port", str(port)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}/api"
     try:
         wait_until_serving(f"{base}/nothing-here", proc)
@@ -67,8 +78,9 @@ def host_process(fresh_db: DatabaseSettings, tmp_path: Path) -> Iterator[tuple[s
 def test_process_serves_health_with_keys_and_logs_json_lines(host_process: tuple[str, subprocess.Popen[str]]) -> None:
     base, proc = host_process
     assert httpx.get(f"{base}/health").status_code == 401
-    healthy = httpx.get(f"{base}/health", headers={"x-functions-key": FUNCTION_KEY, "x-request-id": "req-e2e-1"},
-                        timeout=30)
+    healthy = httpx.get(
+        f"{base}/health", headers={"x-functions-key": FUNCTION_KEY, "x-request-id": "req-e2e-1"}, timeout=30
+    )
     assert healthy.status_code == 200, healthy.text
     assert healthy.json()["status"] == "healthy"
     assert httpx.post(f"{base}/db/migrate?code={FUNCTION_KEY}").status_code == 401
@@ -85,9 +97,14 @@ def test_process_serves_health_with_keys_and_logs_json_lines(host_process: tuple
 
 def test_devstack_run_prints_the_url_and_serves_health() -> None:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "devstack", "run", "--port", str(port)], cwd=PROJECT_ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={k: v for k, v in os.environ.items() if not k.startswith("LOCAL_HOST_")})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "devstack", "run", "--port", str(port)],
+        cwd=PROJECT_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("LOCAL_HOST_")},
+    )
     try:
         wait_until_serving(f"http://127.0.0.1:{port}/api/health", proc)
         response = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=30)

@@ -73,8 +73,7 @@ def test_redeploy_is_off_unless_enabled(api: str) -> None:
     assert "ENABLE_ADMIN_ENDPOINTS" in response.json()["error"]["message"]
 
 
-def test_redeploy_needs_confirmation_then_rebuilds(fresh_db: DatabaseSettings, tmp_path: Path,
-                                                   app_functions) -> None:  # type: ignore[no-untyped-def]
+def test_redeploy_needs_confirmation_then_rebuilds(fresh_db: DatabaseSettings, tmp_path: Path, app_functions) -> None:  # type: ignore[no-untyped-def]
     from core.settings import LocalHostSettings
     from infrastructure.context import set_app_context
     from tests.helpers.servers import serve

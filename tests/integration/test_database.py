@@ -33,8 +33,7 @@ def test_unreachable_server_is_database_unavailable_naming_where() -> None:
 
 
 def test_statement_timeout_is_transaction_local(fresh_db: DatabaseSettings) -> None:
-    db = Database(DatabaseSettings(**{**fresh_db.model_dump(), "pg_statement_timeout_ms": 200,
-                                      "pg_pool_max_size": 1}))
+    db = Database(DatabaseSettings(**{**fresh_db.model_dump(), "pg_statement_timeout_ms": 200, "pg_pool_max_size": 1}))
     try:
         with pytest.raises(psycopg.errors.QueryCanceled), db.transaction() as conn:
             conn.execute("SELECT pg_sleep(2)")
@@ -93,10 +92,15 @@ def test_migrations_and_queries_through_pgbouncer_transaction_mode(pgbouncer: Da
         for _ in range(20):
             with db.transaction() as conn:
                 assert conn.execute("SELECT postgis_lib_version() AS v").fetchone()
-        report = check_health(SimpleNamespace(  # type: ignore[arg-type]
-            storage=SimpleNamespace(containers=()), app=SimpleNamespace(health_probe_container="x"),
-            queue=SimpleNamespace(queue_backend="postgres", jobs_queue_name="j", tasks_queue_name="t"),
-        ), db, lambda: SimpleNamespace(backend="none", container_exists=lambda c: True))  # type: ignore[arg-type,return-value]
+        report = check_health(
+            SimpleNamespace(  # type: ignore[arg-type]
+                storage=SimpleNamespace(containers=()),
+                app=SimpleNamespace(health_probe_container="x"),
+                queue=SimpleNamespace(queue_backend="postgres", jobs_queue_name="j", tasks_queue_name="t"),
+            ),
+            db,
+            lambda: SimpleNamespace(backend="none", container_exists=lambda c: True),
+        )  # type: ignore[arg-type,return-value]
         statuses = {c.name: c.status for c in report.components}
         assert statuses["postgresql"] == statuses["postgis"] == statuses["pgstac"] == statuses["schema"] == "ok"
     finally:

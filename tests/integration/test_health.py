@@ -69,8 +69,9 @@ def test_health_never_shows_secrets(fresh_db: DatabaseSettings, tmp_path: Path, 
     assert "s3cret-pw-xyz" not in text
 
 
-def test_database_without_schema_is_503_naming_components(empty_db: DatabaseSettings, tmp_path: Path,
-                                                         serve_context) -> None:  # type: ignore[no-untyped-def]
+def test_database_without_schema_is_503_naming_components(
+    empty_db: DatabaseSettings, tmp_path: Path, serve_context
+) -> None:  # type: ignore[no-untyped-def]
     with serve_context(make_context(empty_db, tmp_path)) as api:
         response = httpx.get(f"{api}/health", timeout=30)
     assert response.status_code == 503
@@ -79,8 +80,7 @@ def test_database_without_schema_is_503_naming_components(empty_db: DatabaseSett
     assert "postgis extension is not installed" in by_name(report)["postgis"]["error"]
 
 
-def test_missing_container_is_503_naming_storage(fresh_db: DatabaseSettings, tmp_path: Path,
-                                                  serve_context) -> None:  # type: ignore[no-untyped-def]
+def test_missing_container_is_503_naming_storage(fresh_db: DatabaseSettings, tmp_path: Path, serve_context) -> None:  # type: ignore[no-untyped-def]
     context = make_context(fresh_db, tmp_path)
     shutil.rmtree(tmp_path / "gold")
     with serve_context(context) as api:

@@ -27,8 +27,9 @@ def make_app() -> func.FunctionApp:
             "header": req.headers.get("x-test"),
             "url": req.url,
         }
-        return func.HttpResponse(json.dumps(payload), status_code=201, mimetype="application/json",
-                                 headers={"x-custom": "yes"})
+        return func.HttpResponse(
+            json.dumps(payload), status_code=201, mimetype="application/json", headers={"x-custom": "yes"}
+        )
 
     @app.route(route="things/special", methods=["POST"])
     def special(req: func.HttpRequest) -> func.HttpResponse:
@@ -48,8 +49,9 @@ def make_app() -> func.FunctionApp:
 
     @app.route(route="{*path}", auth_level=func.AuthLevel.ANONYMOUS)
     def fallback(req: func.HttpRequest) -> func.HttpResponse:
-        return func.HttpResponse(json.dumps({"fallback": req.route_params.get("path", "")}), status_code=404,
-                                 mimetype="application/json")
+        return func.HttpResponse(
+            json.dumps({"fallback": req.route_params.get("path", "")}), status_code=404, mimetype="application/json"
+        )
 
     return app
 
@@ -63,15 +65,17 @@ def open_host() -> Iterator[str]:
 
 @pytest.fixture
 def keyed_host() -> Iterator[str]:
-    settings = LocalHostSettings(local_host_master_key="master-123", local_host_function_keys="fn-1,fn-2",
-                                 local_host_timers=False)
+    settings = LocalHostSettings(
+        local_host_master_key="master-123", local_host_function_keys="fn-1,fn-2", local_host_timers=False
+    )
     with serve(LocalHost(make_app(), settings).asgi_app()) as url:
         yield url
 
 
 def test_route_params_query_headers_and_body_reach_the_function(open_host: str) -> None:
-    response = httpx.post(f"{open_host}/api/things/abc?color=red&size=2", json={"a": [1, 2]},
-                          headers={"x-test": "hello"})
+    response = httpx.post(
+        f"{open_host}/api/things/abc?color=red&size=2", json={"a": [1, 2]}, headers={"x-test": "hello"}
+    )
     assert response.status_code == 201
     assert response.headers["x-custom"] == "yes"
     assert response.headers["content-type"].startswith("application/json")

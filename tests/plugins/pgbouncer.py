@@ -55,8 +55,9 @@ def pgbouncer(fresh_db: DatabaseSettings) -> Iterator[DatabaseSettings]:
         f"logfile = {workdir / 'pgbouncer.log'}\n"
     )
     run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    proc = subprocess.Popen([*run_as, binary, str(workdir / "pgbouncer.ini")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [*run_as, binary, str(workdir / "pgbouncer.ini")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     deadline = time.monotonic() + 10
     while not port_in_use(port):
         if proc.poll() is not None or time.monotonic() > deadline:

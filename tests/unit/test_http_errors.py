@@ -45,8 +45,11 @@ def test_unexpected_error_is_500_without_its_text(caplog: pytest.LogCaptureFixtu
     body = json.loads(response.get_body())
     assert response.status_code == 500
     assert "hunter2" not in response.get_body().decode()
-    assert body["error"] == {"code": "internal_error", "message": "An unexpected error occurred.",
-                             "details": {"request_id": "req-9"}}
+    assert body["error"] == {
+        "code": "internal_error",
+        "message": "An unexpected error occurred.",
+        "details": {"request_id": "req-9"},
+    }
     assert "req-9" in caplog.text, "the log keeps what the response hides"
 
 

@@ -14,7 +14,7 @@ from infrastructure.db.migrations import redeploy
 from infrastructure.db.setup import setup_database
 from triggers.http.api import endpoint, parse_query
 
-bp = func.Blueprint()
+bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
 
 class SchemaResult(BaseModel):
@@ -26,9 +26,16 @@ class RedeployQuery(BaseModel):
     confirm: Literal["yes"] | None = Field(None, description="Must be 'yes': the redeploy deletes all job history")
 
 
-@endpoint(bp, route="db/migrate", methods=("POST",), auth_level=func.AuthLevel.ADMIN, tags=("admin",),
-          summary="Apply pending schema migrations and install/upgrade pgstac", response_model=SchemaResult,
-          error_statuses=(503,))
+@endpoint(
+    bp,
+    route="db/migrate",
+    methods=("POST",),
+    auth_level=func.AuthLevel.ADMIN,
+    tags=("admin",),
+    summary="Apply pending schema migrations and install/upgrade pgstac",
+    response_model=SchemaResult,
+    error_statuses=(503,),
+)
 def db_migrate(req: func.HttpRequest) -> SchemaResult:
     """Idempotent: with nothing pending it applies nothing."""
     ctx = get_app_context()
@@ -36,9 +43,17 @@ def db_migrate(req: func.HttpRequest) -> SchemaResult:
     return SchemaResult(migrations_applied=result.migrations_applied, pgstac_version=result.pgstac_version)
 
 
-@endpoint(bp, route="db/schema/redeploy", methods=("POST",), auth_level=func.AuthLevel.ADMIN, tags=("admin",),
-          summary="Drop and recreate the orchestration schema (destructive)", response_model=SchemaResult,
-          query_model=RedeployQuery, error_statuses=(403, 503))
+@endpoint(
+    bp,
+    route="db/schema/redeploy",
+    methods=("POST",),
+    auth_level=func.AuthLevel.ADMIN,
+    tags=("admin",),
+    summary="Drop and recreate the orchestration schema (destructive)",
+    response_model=SchemaResult,
+    query_model=RedeployQuery,
+    error_statuses=(403, 503),
+)
 def db_schema_redeploy(req: func.HttpRequest) -> SchemaResult:
     """Needs ENABLE_ADMIN_ENDPOINTS=true and ?confirm=yes; vector tables, H3 grids and pgstac are kept."""
     ctx = get_app_context()

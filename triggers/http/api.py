@@ -100,8 +100,21 @@ def endpoint(
     def decorator(handler: Handler) -> Handler:
         name = handler.__name__
         REGISTRY.specs.append(
-            EndpointSpec(name, route, methods, auth_level, summary, (handler.__doc__ or "").strip(),
-                         response_model, status_code, request_model, query_model, error_statuses, tags, content_type)
+            EndpointSpec(
+                name,
+                route,
+                methods,
+                auth_level,
+                summary,
+                (handler.__doc__ or "").strip(),
+                response_model,
+                status_code,
+                request_model,
+                query_model,
+                error_statuses,
+                tags,
+                content_type,
+            )
         )
         function = _wrap(handler, route, status_code)
         bp.function_name(name=name)(bp.route(route=route, methods=list(methods), auth_level=auth_level)(function))
@@ -121,11 +134,20 @@ def _wrap(handler: Handler, route: str, status_code: int) -> Callable[[func.Http
         except Exception as exc:
             response = error_response(exc, request_id)
         response.headers["x-request-id"] = request_id
-        log.info(json.dumps({
-            "event": "http.request", "method": req.method, "route": route, "path": _path(req.url),
-            "status": response.status_code, "duration_ms": round((time.perf_counter() - started) * 1000, 1),
-            "request_id": request_id, "function": handler.__name__,
-        }))
+        log.info(
+            json.dumps(
+                {
+                    "event": "http.request",
+                    "method": req.method,
+                    "route": route,
+                    "path": _path(req.url),
+                    "status": response.status_code,
+                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                    "request_id": request_id,
+                    "function": handler.__name__,
+                }
+            )
+        )
         return response
 
     function.__name__ = handler.__name__

@@ -74,4 +74,5 @@ def validation_error_response(exc: ValidationError) -> func.HttpResponse:
 
 
 def _jsonable(details: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(details, default=str))
+    result: dict[str, Any] = json.loads(json.dumps(details, default=str))
+    return result

@@ -15,8 +15,14 @@ from triggers.http.api import REGISTRY, EndpointSpec
 from triggers.http.errors import ErrorResponse
 
 _REF = "#/components/schemas/{model}"
-_ERROR_TEXT = {400: "Invalid input", 401: "Missing or invalid key", 403: "Forbidden", 404: "Not found",
-               409: "Conflict", 503: "A dependency is unavailable"}
+_ERROR_TEXT = {
+    400: "Invalid input",
+    401: "Missing or invalid key",
+    403: "Forbidden",
+    404: "Not found",
+    409: "Conflict",
+    503: "A dependency is unavailable",
+}
 
 
 def _models(specs: list[EndpointSpec]) -> list[type[BaseModel]]:
@@ -35,8 +41,15 @@ def _query_parameters(spec: EndpointSpec) -> list[dict[str, Any]]:
     if spec.query_model is not None:
         schema = spec.query_model.model_json_schema()
         for name, prop in schema.get("properties", {}).items():
-            params.append({"name": name, "in": "query", "required": name in schema.get("required", []),
-                           "description": prop.get("description", ""), "schema": prop})
+            params.append(
+                {
+                    "name": name,
+                    "in": "query",
+                    "required": name in schema.get("required", []),
+                    "description": prop.get("description", ""),
+                    "schema": prop,
+                }
+            )
     return params
 
 
@@ -54,14 +67,20 @@ def _operation(spec: EndpointSpec, method: str, refs: dict[str, Any]) -> dict[st
             body = {"application/json": {"schema": refs[spec.response_model.__name__]}}
         responses[str(status)] = {"description": _ERROR_TEXT.get(status, "Error"), "content": body}
     operation: dict[str, Any] = {
-        "operationId": spec.name, "summary": spec.summary, "description": spec.description,
-        "tags": list(spec.tags), "parameters": _query_parameters(spec), "responses": responses,
+        "operationId": spec.name,
+        "summary": spec.summary,
+        "description": spec.description,
+        "tags": list(spec.tags),
+        "parameters": _query_parameters(spec),
+        "responses": responses,
         "security": [] if spec.auth_level.value == "anonymous" else [{"functionKey": []}, {"functionKeyQuery": []}],
         "x-auth-level": spec.auth_level.value,
     }
     if spec.request_model is not None:
-        operation["requestBody"] = {"required": True,
-                                    "content": {"application/json": {"schema": refs[spec.request_model.__name__]}}}
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": refs[spec.request_model.__name__]}},
+        }
     return operation
 
 
@@ -77,8 +96,11 @@ def openapi_document() -> dict[str, Any]:
             item[method.lower()] = _operation(spec, method, schema_refs)
     return {
         "openapi": "3.1.0",
-        "info": {"title": "geoetl", "version": __version__,
-                 "description": "Geospatial ETL jobs: submit, poll, and read the results."},
+        "info": {
+            "title": "geoetl",
+            "version": __version__,
+            "description": "Geospatial ETL jobs: submit, poll, and read the results.",
+        },
         "paths": paths,
         "components": {
             "schemas": definitions.get("$defs", {}),
@@ -93,13 +115,15 @@ def openapi_document() -> dict[str, Any]:
 def render_docs_page(document: dict[str, Any]) -> str:
     """A plain HTML page listing each operation with its parameters and schemas."""
     esc = html.escape
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(document['info']['title'])} API</title>",
-             "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
-             "code,pre{background:#f4f4f4}pre{padding:.5em;overflow:auto}h2{border-top:1px solid #ccc;"
-             "padding-top:.5em}.m{font-weight:bold;text-transform:uppercase}</style></head><body>",
-             f"<h1>{esc(document['info']['title'])} API {esc(document['info']['version'])}</h1>",
-             f"<p>{esc(document['info']['description'])} Machine-readable: <a href='openapi.json'>openapi.json</a>. "
-             "Keys: <code>x-functions-key</code> header or <code>code</code> query parameter.</p>"]
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{esc(document['info']['title'])} API</title>",
+        "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
+        "code,pre{background:#f4f4f4}pre{padding:.5em;overflow:auto}h2{border-top:1px solid #ccc;"
+        "padding-top:.5em}.m{font-weight:bold;text-transform:uppercase}</style></head><body>",
+        f"<h1>{esc(document['info']['title'])} API {esc(document['info']['version'])}</h1>",
+        f"<p>{esc(document['info']['description'])} Machine-readable: <a href='openapi.json'>openapi.json</a>. "
+        "Keys: <code>x-functions-key</code> header or <code>code</code> query parameter.</p>",
+    ]
     for path, item in document["paths"].items():
         for method, op in item.items():
             parts.append(f"<h2><span class='m'>{esc(method)}</span> <code>{esc(path)}</code></h2>")

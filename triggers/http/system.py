@@ -10,11 +10,19 @@ from triggers.http.api import endpoint, json_response
 from triggers.http.errors import error_json
 from triggers.http.openapi import openapi_document, render_docs_page
 
-bp = func.Blueprint()
+bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
 
-@endpoint(bp, route="health", methods=("GET",), auth_level=func.AuthLevel.FUNCTION, tags=("system",),
-          summary="Health of every component", response_model=HealthReport, error_statuses=(503,))
+@endpoint(
+    bp,
+    route="health",
+    methods=("GET",),
+    auth_level=func.AuthLevel.FUNCTION,
+    tags=("system",),
+    summary="Health of every component",
+    response_model=HealthReport,
+    error_statuses=(503,),
+)
 def health(req: func.HttpRequest) -> func.HttpResponse:
     """200 when PostgreSQL, PostGIS, pgstac, the schema, storage, the queue and GDAL are all healthy;
     503 naming the failing components otherwise."""
@@ -23,15 +31,30 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     return json_response(report, 200 if report.status == "healthy" else 503)
 
 
-@endpoint(bp, route="openapi.json", methods=("GET",), auth_level=func.AuthLevel.FUNCTION, tags=("system",),
-          summary="The OpenAPI 3.1 document of this API", response_model=None)
+@endpoint(
+    bp,
+    route="openapi.json",
+    methods=("GET",),
+    auth_level=func.AuthLevel.FUNCTION,
+    tags=("system",),
+    summary="The OpenAPI 3.1 document of this API",
+    response_model=None,
+)
 def openapi(req: func.HttpRequest) -> func.HttpResponse:
     """Generated from the same pydantic models the handlers use."""
     return json_response(openapi_document())
 
 
-@endpoint(bp, route="docs", methods=("GET",), auth_level=func.AuthLevel.FUNCTION, tags=("system",),
-          summary="Human-readable API documentation (HTML)", response_model=None, content_type="text/html")
+@endpoint(
+    bp,
+    route="docs",
+    methods=("GET",),
+    auth_level=func.AuthLevel.FUNCTION,
+    tags=("system",),
+    summary="Human-readable API documentation (HTML)",
+    response_model=None,
+    content_type="text/html",
+)
 def docs(req: func.HttpRequest) -> func.HttpResponse:
     """A self-contained page rendered from the OpenAPI document (no scripts from elsewhere)."""
     return func.HttpResponse(render_docs_page(openapi_document()), mimetype="text/html")

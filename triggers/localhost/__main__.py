@@ -27,8 +27,11 @@ def main(argv: list[str] | None = None) -> None:
     app = importlib.import_module("function_app").app
     host = LocalHost(app, settings.local_host)
     if args.workers_only:
-        log.info("local host: workers only (%d timer(s), %d queue function(s))",
-                 len(host.table.timers), len(host.table.queues))
+        log.info(
+            "local host: workers only (%d timer(s), %d queue function(s))",
+            len(host.table.timers),
+            len(host.table.queues),
+        )
         host.run_workers()
     else:
         try:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from azure.functions.timer import TimerRequest
 from azure.functions.servicebus import ServiceBusMessage
+from azure.functions.timer import TimerRequest
 
 from triggers.localhost.functions import QueueFunction, TimerFunction, invoke
 from triggers.localhost.schedule import Schedule

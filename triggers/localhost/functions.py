@@ -69,13 +69,13 @@ def read_functions(app: func.FunctionApp) -> FunctionTable:
     table = FunctionTable()
     default_level = getattr(app, "_auth_level", None) or func.AuthLevel.FUNCTION
     for function in app.get_functions():
-        trigger = function.get_trigger()
-        name, fn = function.get_function_name(), function.get_user_function()
+        trigger: Any = function.get_trigger()
+        name, fn = str(function.get_function_name()), function.get_user_function()
         kind = trigger.get_binding_name() if hasattr(trigger, "get_binding_name") else trigger.type
         if kind == "httpTrigger":
             methods = tuple(str(getattr(m, "value", m)).upper() for m in (trigger.methods or []))
             level = trigger.auth_level or default_level
-            table.http.append(HttpFunction(name, trigger.route or name, methods, level, trigger.name, fn))
+            table.http.append(HttpFunction(name, str(trigger.route or name), methods, level, trigger.name, fn))
         elif kind == "timerTrigger":
             table.timers.append(TimerFunction(name, trigger.schedule, bool(trigger.run_on_startup), trigger.name, fn))
         elif kind == "serviceBusTrigger":

@@ -65,8 +65,11 @@ def _endpoint(function: HttpFunction, keys: KeyRing) -> Any:
                 json.dumps({"event": "http.unauthorized", "function": function.name, "path": request.url.path}),
             )
             level = function.auth_level.value
-            return _json_error(401, "unauthorized", f"this endpoint needs a valid {level} key "
-                               "(x-functions-key header or code query parameter)")
+            return _json_error(
+                401,
+                "unauthorized",
+                f"this endpoint needs a valid {level} key (x-functions-key header or code query parameter)",
+            )
         started = time.perf_counter()
         try:
             result = await run_in_threadpool(invoke, function.fn, function.arg_name, to_http_request(request, body))

@@ -65,4 +65,4 @@ def _join(prefix: str, parts: list[str]) -> str:
 
 def precedence(pattern: RoutePattern) -> tuple[tuple[int, ...], int]:
     """Sort key: segment ranks compared left to right, then longer paths first."""
-    return pattern.rank + (_RANK_CATCH_ALL + 1,), -len(pattern.rank)
+    return (*pattern.rank, _RANK_CATCH_ALL + 1), -len(pattern.rank)
