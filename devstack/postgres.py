@@ -9,6 +9,7 @@ trust authentication on loopback.
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import pwd
 import shutil
@@ -182,10 +183,35 @@ class Cluster:
             self._pg(str(self.bindir / "pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "60")
 
 
+def traversable_by(user: str, path: Path) -> bool:
+    """Whether ``user`` can reach ``path`` (every parent folder lets it through)."""
+    probe = subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(path)], check=False, capture_output=True)
+    return probe.returncode == 0
+
+
+def server_dir(preferred: Path) -> Path:
+    """Where server files go: ``preferred``, unless we are root and the postgres user cannot reach it.
+
+    Then a folder under /var/tmp is used, and ``preferred`` becomes a symlink to it, so the
+    documented path still leads to the data.
+    """
+    preferred.parent.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or preferred.is_symlink() or traversable_by("postgres", preferred.parent):
+        preferred.mkdir(exist_ok=True)
+        return preferred.resolve()
+    digest = hashlib.sha256(str(preferred).encode()).hexdigest()[:12]
+    fallback = Path("/var/tmp") / f"geoetl-{digest}" / preferred.name
+    fallback.mkdir(parents=True, exist_ok=True)
+    fallback.parent.chmod(0o755)
+    if not preferred.exists():
+        preferred.symlink_to(fallback)
+    print(f"[devstack] the postgres user cannot reach {preferred.parent}; using {fallback}", flush=True)
+    return fallback
+
+
 def _check_traversable_by(user: str, path: Path) -> None:
     """initdb runs as ``user``: every parent folder of the data directory must let it through."""
-    probe = subprocess.run(["runuser", "-u", user, "--", "test", "-x", str(path.parent)], check=False)
-    if probe.returncode != 0:
+    if not traversable_by(user, path.parent):
         raise StackError(
             f"The '{user}' user cannot reach {path.parent} (a parent folder lacks the execute bit for others). "
             f"Run 'chmod o+x' on the parent folders of the checkout, or run as a non-root user."

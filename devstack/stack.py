@@ -10,7 +10,7 @@ import psycopg
 from psycopg import sql
 
 from core.settings import PROJECT_ROOT, DatabaseSettings, Settings
-from devstack.postgres import Cluster, StackError, ensure_postgis, find_bindir
+from devstack.postgres import Cluster, StackError, ensure_postgis, find_bindir, server_dir
 from infrastructure.db.database import connect
 from infrastructure.db.setup import setup_database
 
@@ -24,7 +24,7 @@ def is_embedded(settings: DatabaseSettings) -> bool:
 
 
 def embedded_cluster() -> Cluster:
-    return Cluster(LOCAL_DIR / "postgres", EMBEDDED_PORT, find_bindir())
+    return Cluster(server_dir(LOCAL_DIR / "postgres"), EMBEDDED_PORT, find_bindir())
 
 
 @dataclass

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from core.settings import DatabaseSettings, LocalHostSettings
-from devstack.postgres import Cluster, find_bindir
+from devstack.postgres import Cluster, find_bindir, server_dir
 from devstack.stack import LOCAL_DIR, ensure_database
 from infrastructure.context import AppContext, set_app_context
 from infrastructure.db.setup import setup_database
@@ -92,8 +92,7 @@ def test_missing_container_is_503_naming_storage(fresh_db: DatabaseSettings, tmp
 
 
 def test_stopped_database_is_503_naming_postgresql(tmp_path: Path, serve_context) -> None:  # type: ignore[no-untyped-def]
-    LOCAL_DIR.mkdir(exist_ok=True)
-    data = Path(tempfile.mkdtemp(prefix="health-cluster-", dir=LOCAL_DIR))
+    data = Path(tempfile.mkdtemp(prefix="health-cluster-", dir=server_dir(LOCAL_DIR / "test-servers")))
     data.chmod(0o755)  # initdb runs as the postgres user when we are root
     cluster = Cluster(data / "data", free_port(), find_bindir())
     cluster.init()

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from core.settings import DatabaseSettings
-from devstack.postgres import port_in_use
+from devstack.postgres import port_in_use, server_dir
 from devstack.stack import LOCAL_DIR
 from tests.helpers.servers import free_port
 
@@ -39,8 +39,7 @@ def _ensure_installed() -> str:
 def pgbouncer(fresh_db: DatabaseSettings) -> Iterator[DatabaseSettings]:
     """Settings that reach ``fresh_db`` through PgBouncer (pool_mode=transaction)."""
     binary = _ensure_installed()
-    LOCAL_DIR.mkdir(exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="pgbouncer-", dir=LOCAL_DIR))
+    workdir = Path(tempfile.mkdtemp(prefix="pgbouncer-", dir=server_dir(LOCAL_DIR / "test-servers")))
     workdir.chmod(0o777)
     port = free_port()
     (workdir / "users.txt").write_text(f'"{fresh_db.pguser}" ""\n')
