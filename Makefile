@@ -51,3 +51,6 @@ settings-example: venv
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+bench: venv
+	$(PY) -m bench.http_overhead

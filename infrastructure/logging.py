@@ -12,7 +12,12 @@ import sys
 from datetime import UTC, datetime
 
 
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
+
+
 class JsonFormatter(logging.Formatter):
+    """A JSON message is merged into the line; ``extra={...}`` fields are added as keys."""
+
     def format(self, record: logging.LogRecord) -> str:
         message = record.getMessage()
         entry: dict[str, object] = {
@@ -27,6 +32,7 @@ class JsonFormatter(logging.Formatter):
                 entry["message"] = message
         else:
             entry["message"] = message
+        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD and k not in entry})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)

@@ -98,3 +98,21 @@ def test_redeploy_needs_confirmation_then_rebuilds(fresh_db: DatabaseSettings, t
     finally:
         set_app_context(previous)
         context.close()
+
+
+def test_openapi_document_is_a_valid_openapi_3_1_spec(api: str) -> None:
+    from openapi_spec_validator import validate
+
+    validate(httpx.get(f"{api}/openapi.json").json())
+
+
+def test_ping_needs_no_key_and_checks_nothing(app_functions) -> None:  # type: ignore[no-untyped-def]
+    from core.settings import LocalHostSettings
+    from tests.helpers.servers import serve
+    from triggers.localhost.host import LocalHost
+
+    settings = LocalHostSettings(local_host_master_key="m", local_host_function_keys="f", local_host_timers=False)
+    with serve(LocalHost(app_functions, settings).asgi_app()) as url:
+        response = httpx.get(f"{url}/api/ping")
+        assert response.status_code == 200 and response.json()["status"] == "ok"
+        assert httpx.get(f"{url}/api/health").status_code == 401

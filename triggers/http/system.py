@@ -1,9 +1,13 @@
-"""System endpoints: health, the OpenAPI document and its page, and JSON 404s for unknown routes."""
+"""System endpoints: ping, health, the OpenAPI document and its page, and JSON 404s for unknown routes."""
 
 from __future__ import annotations
 
-import azure.functions as func
+from typing import Literal
 
+import azure.functions as func
+from pydantic import BaseModel
+
+from core import __version__
 from infrastructure.context import get_app_context
 from services.health import HealthReport, check_health
 from triggers.http.api import endpoint, json_response
@@ -29,6 +33,25 @@ def health(req: func.HttpRequest) -> func.HttpResponse:
     ctx = get_app_context()
     report = check_health(ctx.settings, ctx.db, lambda: ctx.storage)
     return json_response(report, 200 if report.status == "healthy" else 503)
+
+
+class Ping(BaseModel):
+    status: Literal["ok"] = "ok"
+    app_version: str = __version__
+
+
+@endpoint(
+    bp,
+    route="ping",
+    methods=("GET",),
+    auth_level=func.AuthLevel.ANONYMOUS,
+    tags=("system",),
+    summary="Liveness: the app answers (no dependency is checked)",
+    response_model=Ping,
+)
+def ping(req: func.HttpRequest) -> Ping:
+    """For load balancers and App Service health checks, which call without a key."""
+    return Ping()
 
 
 @endpoint(
