@@ -11,7 +11,6 @@ import logging
 import sys
 from datetime import UTC, datetime
 
-
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "taskName"}
 
 
