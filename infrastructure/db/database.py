@@ -70,7 +70,9 @@ class Database:
             max_size=settings.pg_pool_max_size,
             timeout=settings.pg_connect_timeout,
             check=ConnectionPool.check_connection,
-            reconnect_timeout=0,  # keep retrying in the background; callers fail after `timeout`
+            # A failed background connect gives up at once; the next request that needs a connection
+            # tries again, so a database that comes back is used at once (no backoff to wait out).
+            reconnect_timeout=0,
             open=False,
             name="geoetl",
         )

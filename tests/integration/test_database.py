@@ -105,3 +105,40 @@ def test_migrations_and_queries_through_pgbouncer_transaction_mode(pgbouncer: Da
         assert statuses["postgresql"] == statuses["postgis"] == statuses["pgstac"] == statuses["schema"] == "ok"
     finally:
         db.close()
+
+
+def test_pool_recovers_when_the_database_comes_back(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from devstack.postgres import Cluster, find_bindir, server_dir
+    from devstack.stack import LOCAL_DIR
+
+    data = Path(tempfile.mkdtemp(prefix="pool-cluster-", dir=server_dir(LOCAL_DIR / "test-servers")))
+    data.chmod(0o755)
+    cluster = Cluster(data / "data", free_port(), find_bindir())
+    cluster.init()
+    db = Database(DatabaseSettings(pgport=cluster.port, pgdatabase="postgres", pg_connect_timeout=1))
+    try:
+        with pytest.raises(DatabaseUnavailable), db.connection():
+            pass
+        cluster.start()
+        with db.connection() as conn:
+            assert conn.execute("SELECT 1 AS one").fetchone() == {"one": 1}
+        cluster.stop()
+        with pytest.raises(DatabaseUnavailable), db.connection() as conn:
+            conn.execute("SELECT 1")
+        cluster.start()
+        deadline = time.monotonic() + 10
+        while True:  # the first request after a restart may meet a connection that died with the server
+            try:
+                with db.connection() as conn:
+                    assert conn.execute("SELECT 2 AS two").fetchone() == {"two": 2}
+                break
+            except DatabaseUnavailable:
+                assert time.monotonic() < deadline, "the pool never reconnected"
+    finally:
+        db.close()
+        cluster.stop()
+        shutil.rmtree(data, ignore_errors=True)
