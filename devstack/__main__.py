@@ -10,7 +10,7 @@ from pathlib import Path
 
 from core.errors import GeoetlError
 from core.settings import PROJECT_ROOT, SETTINGS_CLASSES, get_settings
-from devstack.postgres import StackError
+from devstack.postgres import StackError, port_in_use
 from devstack.stack import down, embedded_cluster, is_embedded, up
 from infrastructure.logging import configure_logging
 from triggers.localhost.settings_file import apply_local_settings
@@ -50,12 +50,18 @@ def _print_ready(port: int) -> None:
 
 def cmd_run(port: int | None) -> None:
     settings = get_settings()
+    port = port or settings.local_host.local_host_port
+    if port_in_use(port, settings.local_host.local_host_bind):
+        raise StackError(
+            f"port {port} is taken by another program (is geoetl already running?); stop it, "
+            "or choose another port with LOCAL_HOST_PORT or --port"
+        )
     state = up(settings)
     print(f"[devstack] stack ready in {state.seconds:.1f} s (pgstac {state.pgstac_version})", flush=True)
     from triggers.localhost.host import LocalHost
 
     host = LocalHost(importlib.import_module("function_app").app, settings.local_host)
-    _print_ready(port or settings.local_host.local_host_port)
+    _print_ready(port)
     try:
         host.serve(port=port)
     except KeyboardInterrupt:

@@ -113,3 +113,21 @@ def test_devstack_run_prints_the_url_and_serves_health() -> None:
         stdout, _ = stop(proc)
     assert f"http://127.0.0.1:{port}/api" in stdout
     assert stdout.count("curl ") == 2
+
+
+def test_devstack_run_on_a_busy_port_says_so() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "devstack", "run", "--port", str(port)],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2
+    assert f"port {port} is taken by another program" in done.stderr

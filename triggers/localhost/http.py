@@ -62,7 +62,19 @@ def _endpoint(function: HttpFunction, keys: KeyRing) -> Any:
         body = await request.body()
         if not keys.allows(function.auth_level, presented_key(dict(request.headers), dict(request.query_params))):
             log.info(
-                json.dumps({"event": "http.unauthorized", "function": function.name, "path": request.url.path}),
+                json.dumps(
+                    {
+                        "event": "http.request",
+                        "method": request.method,
+                        "route": function.route,
+                        "path": request.url.path,
+                        "status": 401,
+                        "duration_ms": 0.0,
+                        "request_id": request.headers.get("x-request-id", ""),
+                        "function": function.name,
+                        "rejected_by": "host: missing or wrong key",
+                    }
+                )
             )
             level = function.auth_level.value
             return _json_error(
