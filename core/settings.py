@@ -75,6 +75,10 @@ class StorageSettings(_Settings):
     azure_storage_account_url: str | None = Field(
         None, description="Blob endpoint URL; default https://<account>.blob.core.windows.net"
     )
+    azure_storage_max_retries: int = Field(3, ge=0, description="Retries of a failed Azure Storage request")
+    azure_storage_timeout_seconds: float = Field(
+        20.0, gt=0, description="Seconds to wait for an Azure Storage connection or read before failing"
+    )
     storage_container_bronze: str = Field("bronze", description="Container for raw inputs")
     storage_container_silver: str = Field("silver", description="Container for processed outputs")
     storage_container_gold: str = Field("gold", description="Container for published outputs")
