@@ -8,13 +8,12 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: run test up down venv lint format typecheck check settings-example bench clean
+.PHONY: run test up down clean-stack venv lint format typecheck check settings-example bench clean
 
 run: venv
 	$(PY) -m devstack run
 
 test: venv check
-	$(PY) -m devstack up
 	$(PY) -m devstack.azurite install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
@@ -23,6 +22,9 @@ up: venv
 
 down: venv
 	$(PY) -m devstack down
+
+clean-stack: venv
+	$(PY) -m devstack destroy
 
 venv: $(STAMP)
 

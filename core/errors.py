@@ -15,6 +15,7 @@
     └── RetryableError               transient: worth another attempt
         └── ServiceUnavailable       a dependency is down (HTTP 503)
             ├── DatabaseUnavailable
+            ├── DatabaseBusy         timeout, deadlock, serialization conflict
             └── StorageUnavailable
 
 Each class's docstring is its default message. Errors are translated once at
@@ -114,6 +115,12 @@ class DatabaseUnavailable(ServiceUnavailable):
     """The database is unavailable."""
 
     code = "database_unavailable"
+
+
+class DatabaseBusy(ServiceUnavailable):
+    """The database could not finish the operation in time (timeout, deadlock or serialization conflict)."""
+
+    code = "database_busy"
 
 
 class StorageUnavailable(ServiceUnavailable):

@@ -24,8 +24,15 @@ class _Settings(BaseSettings):
 class DatabaseSettings(_Settings):
     """PostgreSQL connection (libpq names) and pool."""
 
-    pghost: str = Field("127.0.0.1", description="PostgreSQL host")
-    pgport: int = Field(54329, description="PostgreSQL port")
+    pghost: str | None = Field(
+        None, description="PostgreSQL host of an existing server; empty = the private cluster on 127.0.0.1 (local)"
+    )
+    pgport: int = Field(54329, description="PostgreSQL port (also the private cluster's port)")
+    pg_direct_port: int | None = Field(
+        None,
+        description="Port for schema changes (migrations, pgstac) when PGPORT is PgBouncer's "
+        "(Azure: 5432 direct, 6432 PgBouncer); empty = PGPORT",
+    )
     pgdatabase: str = Field("geoetl", description="PostgreSQL database")
     pguser: str = Field("geoetl", description="PostgreSQL user (the Entra ID principal name with PG_AUTH_MODE=entra)")
     pgpassword: SecretStr | None = Field(None, description="PostgreSQL password (unused with PG_AUTH_MODE=entra)")
@@ -44,10 +51,25 @@ class DatabaseSettings(_Settings):
         60000, ge=0, description="Statement timeout set per transaction (SET LOCAL), 0 = none"
     )
 
+    @property
+    def embedded(self) -> bool:
+        """No PGHOST: the project's own private cluster, which make run / make test start."""
+        return self.pghost is None
+
+    @property
+    def host(self) -> str:
+        return self.pghost or "127.0.0.1"
+
+    def for_schema_changes(self) -> DatabaseSettings:
+        """The same server reached directly (never through PgBouncer), for DDL and session-level tools."""
+        if self.pg_direct_port is None or self.pg_direct_port == self.pgport:
+            return self
+        return self.model_copy(update={"pgport": self.pg_direct_port})
+
     def conninfo_kwargs(self) -> dict[str, object]:
         """Keyword arguments for psycopg.connect (the password is added by the caller)."""
         return {
-            "host": self.pghost,
+            "host": self.host,
             "port": self.pgport,
             "dbname": self.pgdatabase,
             "user": self.pguser,
@@ -117,7 +139,15 @@ class QueueSettings(_Settings):
 class AppSettings(_Settings):
     """Behaviour of the app itself."""
 
-    log_level: str = Field("INFO", description="Log level of the geoetl loggers")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Log level of the geoetl loggers: DEBUG, INFO, WARNING or ERROR"
+    )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
     enable_admin_endpoints: bool = Field(
         False, description="Serve destructive ADMIN endpoints (schema redeploy); off unless set"
     )
@@ -125,6 +155,9 @@ class AppSettings(_Settings):
         None, description="Client id of a user-assigned managed identity (empty: system-assigned / default chain)"
     )
     health_probe_container: str = Field("silver", description="Container the health check writes a probe blob to")
+    health_timeout_seconds: float = Field(
+        10.0, gt=0, description="Longest the health check waits for one component before reporting it down"
+    )
 
 
 class LocalHostSettings(_Settings):
@@ -140,6 +173,22 @@ class LocalHostSettings(_Settings):
     local_host_timers: bool = Field(True, description="Fire timer-triggered functions on their schedule")
 
 
+class StackSettings(_Settings):
+    """The embedded local stack (make run / make test); unused in Azure."""
+
+    local_stack_dir: Path = Field(
+        PROJECT_ROOT / ".local", description="Folder of the private PostgreSQL cluster (<dir>/postgres) and Azurite"
+    )
+    pg_bindir: Path | None = Field(
+        None, description="Folder with initdb and pg_ctl; empty = search /usr/lib/postgresql/*/bin and pg_config"
+    )
+
+    @field_validator("local_stack_dir")
+    @classmethod
+    def _anchor_relative_dir(cls, value: Path) -> Path:
+        return value if value.is_absolute() else PROJECT_ROOT / value
+
+
 class Settings:
     """All settings, built once at the edge and passed down."""
 
@@ -150,12 +199,14 @@ class Settings:
         queue: QueueSettings | None = None,
         app: AppSettings | None = None,
         local_host: LocalHostSettings | None = None,
+        stack: StackSettings | None = None,
     ) -> None:
         self.database = database or DatabaseSettings()
         self.storage = storage or StorageSettings()
         self.queue = queue or QueueSettings()
         self.app = app or AppSettings()
         self.local_host = local_host or LocalHostSettings()
+        self.stack = stack or StackSettings()
 
 
 SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
@@ -164,6 +215,7 @@ SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
     QueueSettings,
     AppSettings,
     LocalHostSettings,
+    StackSettings,
 )
 
 

@@ -1,4 +1,4 @@
-"""``python -m devstack up|down|run|settings-example``: the embedded local stack."""
+"""``python -m devstack up|down|destroy|run|settings-example``: the embedded local stack."""
 
 from __future__ import annotations
 
@@ -8,11 +8,14 @@ import json
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from core.errors import GeoetlError
-from core.settings import PROJECT_ROOT, SETTINGS_CLASSES, get_settings
+from core.settings import PROJECT_ROOT, SETTINGS_CLASSES, Settings, get_settings
 from devstack.postgres import StackError, port_in_use
-from devstack.stack import down, embedded_cluster, is_embedded, up
+from devstack.stack import StackState, destroy, down, embedded_cluster, up
 from infrastructure.logging import configure_logging
+from triggers.localhost.keys import KeyRing
 from triggers.localhost.settings_file import apply_local_settings
 
 EXAMPLE_PATH = PROJECT_ROOT / "local.settings.example.json"
@@ -20,10 +23,11 @@ EXAMPLE_PATH = PROJECT_ROOT / "local.settings.example.json"
 
 def settings_example() -> str:
     """local.settings.example.json: every setting with its default, and a one-line meaning for each."""
-    values: dict[str, str] = {"FUNCTIONS_WORKER_RUNTIME": "python", "AzureWebJobsStorage": ""}
+    values: dict[str, str] = {"FUNCTIONS_WORKER_RUNTIME": "python", "AzureWebJobsStorage": "UseDevelopmentStorage=true"}
     meanings: dict[str, str] = {
         "FUNCTIONS_WORKER_RUNTIME": "Azure Functions language worker (always python)",
-        "AzureWebJobsStorage": "Storage the Functions runtime itself uses (Azure only; unused locally)",
+        "AzureWebJobsStorage": "Storage of the Functions runtime itself (timers, keys); the geoetl local host "
+        "ignores it, 'func start' needs it (Azurite) for timer triggers",
     }
     for cls in SETTINGS_CLASSES:
         for name, field in cls.model_fields.items():
@@ -41,15 +45,17 @@ def settings_example() -> str:
     return json.dumps(document, indent=2) + "\n"
 
 
-def _print_ready(port: int) -> None:
+def _print_ready(settings: Settings, port: int) -> None:
     base = f"http://127.0.0.1:{port}/api"
+    keys = KeyRing.from_settings(settings.local_host)
+    key = keys.function_keys[0] if keys.function_keys else keys.master_key
+    header = f' -H "x-functions-key: {key}"' if key else ""
     print(f"\ngeoetl is serving {base}  (Ctrl-C stops it and the database it started)\n", flush=True)
-    print(f"  curl -s {base}/health | python3 -m json.tool", flush=True)
-    print(f"  curl -s {base}/openapi.json | python3 -m json.tool | head -40\n", flush=True)
+    print(f"  curl -s{header} {base}/health | python3 -m json.tool", flush=True)
+    print(f"  curl -s{header} {base}/openapi.json | python3 -m json.tool | head -40\n", flush=True)
 
 
-def cmd_run(port: int | None) -> None:
-    settings = get_settings()
+def cmd_run(settings: Settings, port: int | None) -> None:
     port = port or settings.local_host.local_host_port
     if port_in_use(port, settings.local_host.local_host_bind):
         raise StackError(
@@ -60,16 +66,24 @@ def cmd_run(port: int | None) -> None:
     print(f"[devstack] stack ready in {state.seconds:.1f} s (pgstac {state.pgstac_version})", flush=True)
     from triggers.localhost.host import LocalHost
 
-    host = LocalHost(importlib.import_module("function_app").app, settings.local_host)
-    _print_ready(port)
     try:
+        host = LocalHost(importlib.import_module("function_app").app, settings.local_host)
+        _print_ready(settings, port)
         host.serve(port=port)
     except KeyboardInterrupt:
         pass
     finally:
         if state.started_postgres:
             print("[devstack] stopping the PostgreSQL it started", flush=True)
-            embedded_cluster().stop()
+            embedded_cluster(settings).stop()
+
+
+def _describe(state: StackState, settings: Settings) -> str:
+    where = f"private cluster 127.0.0.1:{settings.database.pgport}" if state.embedded else "existing server"
+    return (
+        f"[devstack] up in {state.seconds:.1f} s: {where}, migrations applied {state.migrations_applied}, "
+        f"pgstac {state.pgstac_version}"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,29 +91,28 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("up", help="install, initialise and start what is missing; leave PostgreSQL running")
     sub.add_parser("down", help="stop the private PostgreSQL")
+    sub.add_parser("destroy", help="stop the private PostgreSQL and delete its data")
     run = sub.add_parser("run", help="up, then serve the app until Ctrl-C (stops what it started)")
     run.add_argument("--port", type=int)
     sub.add_parser("settings-example", help="rewrite local.settings.example.json from the settings classes")
     args = parser.parse_args(argv)
 
-    apply_local_settings()
-    configure_logging(get_settings().app.log_level)
     try:
+        apply_local_settings()
+        settings = get_settings()
+        configure_logging(settings.app.log_level)
         if args.command == "up":
-            state = up(get_settings())
-            where = "private cluster 127.0.0.1:54329" if state.embedded else "existing server"
-            print(
-                f"[devstack] up in {state.seconds:.1f} s: {where}, migrations applied {state.migrations_applied}, "
-                f"pgstac {state.pgstac_version}"
-            )
+            print(_describe(up(settings), settings))
         elif args.command == "down":
-            down(get_settings())
+            down(settings)
+        elif args.command == "destroy":
+            destroy(settings.stack, settings)
         elif args.command == "run":
-            cmd_run(args.port)
+            cmd_run(settings, args.port)
         elif args.command == "settings-example":
             EXAMPLE_PATH.write_text(settings_example())
             print(f"wrote {EXAMPLE_PATH}")
-    except (StackError, GeoetlError) as exc:
+    except (StackError, GeoetlError, ValidationError) as exc:
         print(f"[devstack] error: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -107,6 +120,3 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-
-
-__all__ = ["is_embedded", "main", "settings_example"]

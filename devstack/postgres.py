@@ -34,13 +34,11 @@ class StackError(RuntimeError):
     """A step of the local stack cannot be done; the message says what to do."""
 
 
-def find_bindir() -> Path:
-    """The directory holding initdb and pg_ctl (PG_BINDIR wins)."""
-    candidates: list[str] = []
-    if os.environ.get("PG_BINDIR"):
-        candidates.append(os.environ["PG_BINDIR"])
-    debian = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda p: int(Path(p).parent.name), reverse=True)
-    candidates.extend(debian)
+def find_bindir(preferred: Path | None = None) -> Path:
+    """The directory holding initdb and pg_ctl (``preferred``, i.e. PG_BINDIR, wins)."""
+    candidates: list[str] = [str(preferred)] if preferred else []
+    versions = [p for p in glob.glob("/usr/lib/postgresql/*/bin") if Path(p).parent.name.isdigit()]
+    candidates.extend(sorted(versions, key=lambda p: int(Path(p).parent.name), reverse=True))
     pg_config = shutil.which("pg_config")
     if pg_config:
         out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
@@ -55,6 +53,31 @@ def find_bindir() -> Path:
         "(Debian/Ubuntu: apt-get install postgresql postgresql-15-postgis-3; macOS: brew install postgresql@15 "
         "postgis), or set PG_BINDIR, or point PGHOST/PGPORT/PGUSER/PGDATABASE at an existing server."
     )
+
+
+def ensure_server(preferred: Path | None = None) -> Path:
+    """The server binaries; installed with apt when missing and we are root on a Debian-like system."""
+    try:
+        return find_bindir(preferred)
+    except StackError:
+        if shutil.which("apt-get") is None or os.geteuid() != 0:
+            raise
+    _apt_install("postgresql", "postgresql-contrib")
+    return find_bindir(preferred)
+
+
+def _apt_install(*packages: str) -> None:
+    apt = shutil.which("apt-get") or "apt-get"
+    print(f"[devstack] installing {' '.join(packages)} with apt-get ...", flush=True)
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    install = [apt, "install", "-y", "-q", *packages]
+    if subprocess.run(install, env=env, check=False, capture_output=True).returncode != 0:
+        subprocess.run([apt, "update", "-q"], env=env, check=True, capture_output=True)
+        done = subprocess.run(install, env=env, check=False, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise StackError(
+                f"apt-get install {' '.join(packages)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+            )
 
 
 def server_major(bindir: Path) -> int:
@@ -82,12 +105,7 @@ def ensure_postgis(bindir: Path) -> None:
             f"sudo apt-get install -y {package}" if apt else "brew install postgis (macOS) or your OS's PostGIS package"
         )
         raise StackError(f"PostGIS is not installed for PostgreSQL at {bindir}. Install it: {how}")
-    print(f"[devstack] installing {package} with apt-get ...", flush=True)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = [apt, "install", "-y", "-q", package]
-    if subprocess.run(install, env=env, check=False, stdout=subprocess.DEVNULL).returncode != 0:
-        subprocess.run([apt, "update", "-q"], env=env, check=True, stdout=subprocess.DEVNULL)
-        subprocess.run(install, env=env, check=True, stdout=subprocess.DEVNULL)
+    _apt_install(package)
     if not control.exists():
         raise StackError(f"{package} was installed but {control} is still missing")
 
@@ -119,8 +137,16 @@ class Cluster:
         if os.geteuid() != 0:
             return []
         owner = self.data_dir.stat().st_uid if self.data_dir.exists() else 0
-        user = pwd.getpwuid(owner).pw_name if owner != 0 else "postgres"
-        return ["runuser", "-u", user, "--"]
+        if owner != 0:
+            return ["runuser", "-u", pwd.getpwuid(owner).pw_name, "--"]
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            raise StackError(
+                "as root, the server must run as the 'postgres' user, which does not exist: install PostgreSQL "
+                "from your OS packages (they create it), or run as a normal user"
+            ) from None
+        return ["runuser", "-u", "postgres", "--"]
 
     def _pg(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         cmd = [*self._run_as(), *args]
@@ -158,7 +184,7 @@ class Cluster:
         )
         conf = "\n".join(f"{k} = {v}" for k, v in SERVER_CONF.items())
         with (self.data_dir / "postgresql.conf").open("a") as fh:
-            fh.write(f"\n# geoetl local stack\nport = {self.port}\n{conf}\n")
+            fh.write(f"\n# geoetl local stack (the port is given at start: -p)\n{conf}\n")
 
     def is_running(self) -> bool:
         if not self.initialized:
@@ -170,17 +196,28 @@ class Cluster:
         if self.is_running():
             return False
         if port_in_use(self.port):
-            raise StackError(
-                f"Port {self.port} on 127.0.0.1 is taken by another program; stop it, or set PGPORT to a free port."
-            )
-        self._pg(
-            str(self.bindir / "pg_ctl"), "start", "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", "60"
-        )
+            raise StackError(f"Port {self.port} on 127.0.0.1 is taken: {_who_listens(self.port)}")
+        pg_ctl = str(self.bindir / "pg_ctl")
+        self._pg(pg_ctl, "start", "-D", str(self.data_dir), "-l", str(self.log_file), "-o", f"-p {self.port}", "-w")
         return True
 
     def stop(self) -> None:
         if self.is_running():
             self._pg(str(self.bindir / "pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "60")
+
+
+def _who_listens(port: int) -> str:
+    """Say what holds the port and how to get past it (another geoetl cluster is the usual case)."""
+    import psycopg
+
+    advice = f"stop it, or give this checkout's cluster another port: PGPORT={port + 1} make run"
+    try:
+        with psycopg.connect(host="127.0.0.1", port=port, user=SUPERUSER, dbname="postgres", connect_timeout=2) as conn:
+            row = conn.execute("SELECT current_setting('data_directory')").fetchone()
+    except Exception:
+        return f"another program listens there; {advice}"
+    where = row[0] if row else "?"
+    return f"another geoetl cluster runs there (data in {where}); run 'make down' in that checkout, or {advice}"
 
 
 def traversable_by(user: str, path: Path) -> bool:

@@ -3,28 +3,29 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
 import time
 from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
 
-from core.settings import PROJECT_ROOT, DatabaseSettings, Settings
-from devstack.postgres import Cluster, StackError, ensure_postgis, find_bindir, server_dir
+from core.settings import DatabaseSettings, Settings, StackSettings
+from devstack.postgres import Cluster, StackError, ensure_postgis, ensure_server, server_dir
 from infrastructure.db.database import connect
 from infrastructure.db.setup import setup_database
 
-LOCAL_DIR = PROJECT_ROOT / ".local"
-EMBEDDED_PORT = 54329
-
 
 def is_embedded(settings: DatabaseSettings) -> bool:
-    """The private cluster serves 127.0.0.1:54329; any other PGHOST/PGPORT is an existing server."""
-    return settings.pghost in ("127.0.0.1", "localhost") and settings.pgport == EMBEDDED_PORT
+    """No PGHOST: the private cluster (on PGPORT, default 54329); with PGHOST: an existing server."""
+    return settings.embedded
 
 
-def embedded_cluster() -> Cluster:
-    return Cluster(server_dir(LOCAL_DIR / "postgres"), EMBEDDED_PORT, find_bindir())
+def embedded_cluster(settings: Settings) -> Cluster:
+    stack = settings.stack
+    return Cluster(
+        server_dir(stack.local_stack_dir / "postgres"), settings.database.pgport, ensure_server(stack.pg_bindir)
+    )
 
 
 @dataclass
@@ -42,18 +43,19 @@ def ensure_database(settings: DatabaseSettings) -> None:
         connect(settings).close()
         return
     except Exception as exc:
-        if "does not exist" not in str(exc):
+        # libpq reports this at connection time without a SQLSTATE: match its words for this database only
+        if f'database "{settings.pgdatabase}" does not exist' not in str(exc):
             raise
     admin = DatabaseSettings(**{**settings.model_dump(), "pgdatabase": "postgres"})
     with connect(admin, autocommit=True) as conn, contextlib.suppress(psycopg.errors.DuplicateDatabase):
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(settings.pgdatabase)))
 
 
-def start_postgres(settings: DatabaseSettings) -> bool:
+def start_postgres(settings: Settings) -> bool:
     """Initialise and start the private cluster when it is the configured one; True if this call started it."""
-    if not is_embedded(settings):
+    if not is_embedded(settings.database):
         return False
-    cluster = embedded_cluster()
+    cluster = embedded_cluster(settings)
     ensure_postgis(cluster.bindir)
     cluster.init()
     return cluster.start()
@@ -62,22 +64,22 @@ def start_postgres(settings: DatabaseSettings) -> bool:
 def ensure_containers(settings: Settings) -> None:
     from infrastructure.storage import create_blob_store
 
-    store = create_blob_store(settings.storage, settings.app.managed_identity_client_id)
-    for container in settings.storage.containers:
-        store.ensure_container(container)
+    with create_blob_store(settings.storage, settings.app.managed_identity_client_id) as store:
+        for container in settings.storage.containers:
+            store.ensure_container(container)
 
 
 def up(settings: Settings) -> StackState:
     """Everything ``make run`` and ``make test`` need, idempotently."""
     started_at = time.perf_counter()
-    started = start_postgres(settings.database)
+    started = start_postgres(settings)
     try:
         ensure_database(settings.database)
         result = setup_database(settings.database)
         ensure_containers(settings)
-    except Exception:
+    except BaseException:  # Ctrl-C during set-up too: stop what this call started
         if started:
-            embedded_cluster().stop()
+            embedded_cluster(settings).stop()
         raise
     return StackState(
         is_embedded(settings.database),
@@ -90,5 +92,18 @@ def up(settings: Settings) -> StackState:
 
 def down(settings: Settings) -> None:
     if not is_embedded(settings.database):
-        raise StackError("PGHOST/PGPORT point at an existing server; the project does not stop it")
-    embedded_cluster().stop()
+        raise StackError("PGHOST points at an existing server; the project does not stop it")
+    embedded_cluster(settings).stop()
+
+
+def destroy(stack: StackSettings, settings: Settings) -> None:
+    """Stop the private cluster and delete its data (and the /var/tmp folder it may live in)."""
+    cluster = embedded_cluster(settings)
+    cluster.stop()
+    link = stack.local_stack_dir / "postgres"
+    target = cluster.data_dir
+    if link.is_symlink():
+        link.unlink()
+        shutil.rmtree(target.parent, ignore_errors=True)
+    else:
+        shutil.rmtree(target, ignore_errors=True)

@@ -1,7 +1,9 @@
-"""Health of every component the platform needs, each checked for real and timed."""
+"""Health of every component the platform needs, each checked for real, timed and time-bounded."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -11,12 +13,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from core import __version__
+from core.errors import GeoetlError
 from core.settings import Settings
 from infrastructure.db.database import Database
-from infrastructure.db.migrations import applied_versions, load_migrations
+from infrastructure.db.introspection import DatabaseFacts, database_facts
+from infrastructure.db.migrations import load_migrations
 from infrastructure.storage import BlobStore
 
+log = logging.getLogger(__name__)
 Status = Literal["ok", "error"]
+Check = Callable[[], tuple[str | None, dict[str, Any]]]
 
 
 class ComponentHealth(BaseModel):
@@ -36,52 +42,66 @@ class HealthReport(BaseModel):
     components: list[ComponentHealth]
 
 
-def _timed(name: str, check: Callable[[], tuple[str | None, dict[str, Any]]]) -> ComponentHealth:
+class HealthProblem(Exception):
+    """A component is unhealthy; the message is written for the operator and shown as is."""
+
+
+def _message(exc: BaseException) -> str:
+    """What the report may show: our own messages only, never an arbitrary exception's text."""
+    if isinstance(exc, GeoetlError):
+        return exc.message
+    if isinstance(exc, HealthProblem):
+        return str(exc)
+    log.error("health check failed unexpectedly", exc_info=exc)
+    return f"unexpected error ({type(exc).__name__}); see the log"
+
+
+def _timed(name: str, check: Check, deadline_s: float | None = None) -> ComponentHealth:
+    """Run ``check``; with ``deadline_s`` it runs on a thread and is reported down if it takes longer."""
     started = time.perf_counter()
     try:
-        version, details = check()
+        if deadline_s is None:
+            version, details = check()
+        else:
+            pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"health-{name}")
+            try:
+                version, details = pool.submit(check).result(timeout=deadline_s)
+            except concurrent.futures.TimeoutError:
+                raise HealthProblem(f"no answer within {deadline_s:g} s") from None
+            finally:
+                pool.shutdown(wait=False)
         status: Status = "ok"
         error = None
     except Exception as exc:
-        version, details, status = None, {}, "error"
-        error = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+        version, details, status, error = None, {}, "error", _message(exc)
     elapsed = round((time.perf_counter() - started) * 1000, 1)
     return ComponentHealth(name=name, status=status, version=version, duration_ms=elapsed, details=details, error=error)
 
 
 def _database_checks(db: Database, timeout: float) -> list[ComponentHealth]:
-    facts: dict[str, Any] = {}
+    facts: list[DatabaseFacts] = []
 
     def postgresql() -> tuple[str | None, dict[str, Any]]:
-        with db.connection(timeout=timeout) as conn:
-            row = conn.execute(
-                "SELECT current_setting('server_version') AS v, current_database() AS db,"
-                " (SELECT extversion FROM pg_extension WHERE extname = 'postgis') AS postgis,"
-                " to_regprocedure('pgstac.get_version()') IS NOT NULL AS has_pgstac"
-            ).fetchone()
-            assert row is not None
-            facts.update(row)
-            if row["has_pgstac"]:
-                facts["pgstac"] = conn.execute("SELECT pgstac.get_version() AS v").fetchone()["v"]  # type: ignore[index]
-            facts["applied"] = applied_versions(conn)
-        return str(row["v"]), {"database": row["db"]}
+        with db.transaction(timeout=timeout, statement_timeout_ms=int(timeout * 1000)) as conn:
+            facts.append(database_facts(conn))
+        return facts[0].server_version, {"database": facts[0].database}
 
     def postgis() -> tuple[str | None, dict[str, Any]]:
-        if not facts.get("postgis"):
-            raise RuntimeError("the postgis extension is not installed in this database")
-        return str(facts["postgis"]), {}
+        if not facts[0].postgis:
+            raise HealthProblem("the postgis extension is not installed in this database")
+        return facts[0].postgis, {}
 
     def pgstac() -> tuple[str | None, dict[str, Any]]:
-        if not facts.get("pgstac"):
-            raise RuntimeError("pgstac is not installed (run the database set-up: pypgstac migrate)")
-        return str(facts["pgstac"]), {}
+        if not facts[0].pgstac:
+            raise HealthProblem("pgstac is not installed (run the database set-up: POST /api/db/migrate)")
+        return facts[0].pgstac, {}
 
     def schema() -> tuple[str | None, dict[str, Any]]:
         known = [m.version for m in load_migrations()]
-        pending = [v for v in known if v not in facts.get("applied", [])]
+        pending = [v for v in known if v not in facts[0].applied_migrations]
         if pending:
-            raise RuntimeError(f"migrations not applied: {pending}")
-        return f"{max(known):04d}" if known else None, {"applied": len(known)}
+            raise HealthProblem(f"migrations not applied: {pending} (POST /api/db/migrate)")
+        return (f"{max(known):04d}" if known else None), {"applied": len(known)}
 
     results = [_timed("postgresql", postgresql)]
     if results[0].status == "error":
@@ -92,66 +112,63 @@ def _database_checks(db: Database, timeout: float) -> list[ComponentHealth]:
     return [*results, _timed("postgis", postgis), _timed("pgstac", pgstac), _timed("schema", schema)]
 
 
-def _storage_check(store: BlobStore, settings: Settings) -> ComponentHealth:
+def _storage_check(store_factory: Callable[[], BlobStore], settings: Settings) -> Check:
     def check() -> tuple[str | None, dict[str, Any]]:
+        store = store_factory()
         missing = [c for c in settings.storage.containers if not store.container_exists(c)]
         if missing:
-            raise RuntimeError(f"containers missing: {', '.join(missing)}")
+            raise HealthProblem(f"containers missing: {', '.join(missing)}")
         container = settings.app.health_probe_container
         probe = f".geoetl-health/probe-{uuid.uuid4().hex}"
         payload = uuid.uuid4().bytes
         store.write_bytes(container, probe, payload)
         try:
             if store.read_bytes(container, probe) != payload:
-                raise RuntimeError("probe blob read back differently than written")
+                raise HealthProblem("the probe blob read back differently than written")
         finally:
             store.delete(container, probe)
-        return None, {
-            "backend": store.backend,
-            "containers": list(settings.storage.containers),
-            "probe": "write/read/delete",
-        }
+        containers = list(settings.storage.containers)
+        return None, {"backend": store.backend, "containers": containers, "probe": "write/read/delete"}
 
-    return _timed("storage", check)
+    return check
 
 
-def _queue_check(settings: Settings, database_ok: bool) -> ComponentHealth:
+def _queue_check(settings: Settings, database_ok: bool) -> Check:
     def check() -> tuple[str | None, dict[str, Any]]:
         backend = settings.queue.queue_backend
-        queues = [settings.queue.jobs_queue_name, settings.queue.tasks_queue_name]
-        if backend == "postgres" and not database_ok:
-            raise RuntimeError("the postgres queue needs the database, which is unreachable")
-        if backend == "servicebus" and not (
-            settings.queue.servicebus_connection or settings.queue.servicebus_namespace
-        ):
-            raise RuntimeError(
+        details: dict[str, Any] = {
+            "backend": backend,
+            "queues": [settings.queue.jobs_queue_name, settings.queue.tasks_queue_name],
+        }
+        if backend == "postgres":
+            if not database_ok:
+                raise HealthProblem("the postgres queue lives in the database, which is unreachable")
+            return None, details | {"checked": "database reachable"}
+        if not (settings.queue.servicebus_connection or settings.queue.servicebus_namespace):
+            raise HealthProblem(
                 "QUEUE_BACKEND=servicebus but neither ServiceBusConnection nor "
                 "ServiceBusConnection__fullyQualifiedNamespace is set"
             )
-        return None, {"backend": backend, "queues": queues}
+        return None, details | {"checked": "configuration only"}
 
-    return _timed("queue", check)
-
-
-def _gdal_check() -> ComponentHealth:
-    def check() -> tuple[str | None, dict[str, Any]]:
-        import rasterio
-
-        return str(rasterio.__gdal_version__), {"rasterio": rasterio.__version__}
-
-    return _timed("gdal", check)
+    return check
 
 
-def check_health(
-    settings: Settings, db: Database, store_factory: Callable[[], BlobStore], timeout: float = 3.0
-) -> HealthReport:
+def _gdal() -> tuple[str | None, dict[str, Any]]:
+    import rasterio
+
+    return str(rasterio.__gdal_version__), {"rasterio": rasterio.__version__}
+
+
+def check_health(settings: Settings, db: Database, store_factory: Callable[[], BlobStore]) -> HealthReport:
     """Check every component; the report is unhealthy when any one fails."""
-    components = _database_checks(db, timeout)
-    try:
-        storage = _storage_check(store_factory(), settings)
-    except Exception as exc:
-        storage = ComponentHealth(name="storage", status="error", error=getattr(exc, "message", str(exc)))
-    components += [storage, _queue_check(settings, components[0].status == "ok"), _gdal_check()]
+    deadline = settings.app.health_timeout_seconds
+    components = _database_checks(db, min(deadline, 3.0))
+    components += [
+        _timed("storage", _storage_check(store_factory, settings), deadline),
+        _timed("queue", _queue_check(settings, components[0].status == "ok")),
+        _timed("gdal", _gdal),
+    ]
     failing = [c.name for c in components if c.status == "error"]
     return HealthReport(
         status="unhealthy" if failing else "healthy",

@@ -3,7 +3,8 @@
 Created once per process. Safe behind PgBouncer in transaction mode: no
 prepared statements, no session state (settings are ``SET LOCAL`` inside a
 transaction), transaction-scoped advisory locks only. psycopg errors that mean
-"the database cannot be reached" become :class:`DatabaseUnavailable` here.
+"the database cannot be reached" become :class:`DatabaseUnavailable` here, and
+timeouts, deadlocks and serialization conflicts :class:`DatabaseBusy` (both retryable).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from core.errors import DatabaseUnavailable
+from core.errors import DatabaseBusy, DatabaseUnavailable, GeoetlError
 from core.settings import DatabaseSettings
 
 log = logging.getLogger(__name__)
@@ -49,13 +50,36 @@ def connect(
 
 def _describe(settings: DatabaseSettings, exc: BaseException) -> str:
     first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return f"cannot reach PostgreSQL at {settings.pghost}:{settings.pgport}/{settings.pgdatabase}: {first_line}"
+    return f"cannot reach PostgreSQL at {settings.host}:{settings.pgport}/{settings.pgdatabase}: {first_line}"
+
+
+_BUSY_STATES = {
+    "57014": "statement timeout or cancel",
+    "40001": "serialization conflict",
+    "40P01": "deadlock",
+    "55P03": "lock not available",
+}
 
 
 def is_connection_failure(exc: psycopg.Error) -> bool:
     """Lost or refused connections and server shutdowns (not query errors such as a statement timeout)."""
+    if isinstance(exc, psycopg.InterfaceError):
+        return True
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
     state = exc.sqlstate
     return state is None or state.startswith("08") or state in {"57P01", "57P02", "57P03"}
+
+
+def translate(exc: psycopg.Error, settings: DatabaseSettings) -> GeoetlError | None:
+    """The project error for a psycopg error that is worth retrying, or None (a bug or bad SQL: re-raise)."""
+    if exc.sqlstate in _BUSY_STATES:
+        return DatabaseBusy(
+            f"the database could not finish in time: {_BUSY_STATES[exc.sqlstate]}", sqlstate=exc.sqlstate
+        )
+    if is_connection_failure(exc):
+        return DatabaseUnavailable(_describe(settings, exc))
+    return None
 
 
 class Database:
@@ -90,17 +114,20 @@ class Database:
                 yield conn  # type: ignore[misc]
         except PoolTimeout as exc:
             raise DatabaseUnavailable(_describe(self.settings, exc)) from exc
-        except psycopg.OperationalError as exc:
-            if not is_connection_failure(exc):
+        except psycopg.Error as exc:
+            translated = translate(exc, self.settings)
+            if translated is None:
                 raise
-            raise DatabaseUnavailable(_describe(self.settings, exc)) from exc
+            raise translated from exc
 
     @contextmanager
-    def transaction(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
-        """A connection inside one transaction, with the statement timeout set locally."""
-        with self.connection() as conn, conn.transaction():
-            timeout = self.settings.pg_statement_timeout_ms
-            conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{timeout}ms",))
+    def transaction(
+        self, timeout: float | None = None, statement_timeout_ms: int | None = None
+    ) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        """A connection inside one transaction, with the statement timeout set for it alone."""
+        limit = self.settings.pg_statement_timeout_ms if statement_timeout_ms is None else statement_timeout_ms
+        with self.connection(timeout) as conn, conn.transaction():
+            conn.execute("SELECT set_config('statement_timeout', %s, true)", (f"{limit}ms",))
             yield conn
 
     def fetch_one(self, query: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> dict[str, Any] | None:

@@ -1,10 +1,9 @@
 """Numbered schema migrations from ``sql/migrations``, applied idempotently.
 
-Each file is ``NNNN_name.sql``. All pending migrations are applied in one
+Each file is ``NNNN_name.sql``. Each pending migration is applied in its own
 transaction, under a transaction-scoped advisory lock (so several instances can
-start at once, and it works behind PgBouncer), and recorded with their checksum
-in ``geoetl.schema_migrations``. A migration edited after it was applied is an
-error, never silently re-run.
+start at once), and recorded with its checksum in ``geoetl.schema_migrations``.
+A migration edited after it was applied is an error, never silently re-run.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import tuple_row
 
-from core.errors import GeoetlError
+from core.errors import Conflict
 from core.settings import PROJECT_ROOT
 
 MIGRATIONS_DIR = PROJECT_ROOT / "sql" / "migrations"
@@ -36,8 +35,8 @@ CREATE TABLE IF NOT EXISTS geoetl.schema_migrations (
 """
 
 
-class MigrationError(GeoetlError):
-    """The database schema cannot be migrated."""
+class MigrationError(Conflict):
+    """The database schema cannot be migrated: the migrations on disk disagree with the database."""
 
     code = "migration_error"
 
@@ -68,30 +67,65 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
 
 
 def apply_migrations(conn: psycopg.Connection[Any], directory: Path = MIGRATIONS_DIR) -> list[int]:
-    """Apply pending migrations on ``conn`` in one transaction; returns the versions applied."""
+    """Apply pending migrations on ``conn``, each in its own transaction; returns the versions applied.
+
+    Every transaction takes the advisory lock first and re-reads what is applied, so concurrent
+    runners apply each migration once. A failing migration rolls back alone; earlier ones stay.
+    """
     migrations = load_migrations(directory)
     with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_LOCK_KEY,))
+        _lock(conn)
         conn.execute(_BOOTSTRAP)
-        cur = conn.cursor(row_factory=tuple_row)
-        applied: dict[int, str] = dict(cur.execute("SELECT version, checksum FROM geoetl.schema_migrations").fetchall())
-        done: list[int] = []
-        for migration in migrations:
-            if migration.version in applied:
-                if applied[migration.version] != migration.checksum:
-                    raise MigrationError(
-                        f"migration {migration.version:04d}_{migration.name} was changed after it was applied; "
-                        "add a new migration instead of editing an applied one",
-                        version=migration.version,
-                    )
+        _check_applied(migrations, _applied_checksums(conn))
+    done: list[int] = []
+    for migration in migrations:
+        with conn.transaction():
+            _lock(conn)
+            if migration.version in _applied_checksums(conn):
                 continue
-            conn.execute(migration.sql.encode())
-            conn.execute(
-                "INSERT INTO geoetl.schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
-                (migration.version, migration.name, migration.checksum),
-            )
-            done.append(migration.version)
+            _apply(conn, migration)
+        done.append(migration.version)
     return done
+
+
+def redeploy(conn: psycopg.Connection[Any], directory: Path = MIGRATIONS_DIR) -> list[int]:
+    """Drop the orchestration schema and apply every migration again, all in one transaction
+    (destroys job history; a failure leaves the old schema in place)."""
+    migrations = load_migrations(directory)
+    with conn.transaction():
+        _lock(conn)
+        conn.execute("DROP SCHEMA IF EXISTS geoetl CASCADE")
+        conn.execute(_BOOTSTRAP)
+        for migration in migrations:
+            _apply(conn, migration)
+    return [m.version for m in migrations]
+
+
+def _lock(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_LOCK_KEY,))
+
+
+def _applied_checksums(conn: psycopg.Connection[Any]) -> dict[int, str]:
+    cur = conn.cursor(row_factory=tuple_row)
+    return dict(cur.execute("SELECT version, checksum FROM geoetl.schema_migrations").fetchall())
+
+
+def _check_applied(migrations: list[Migration], applied: dict[int, str]) -> None:
+    for migration in migrations:
+        if migration.version in applied and applied[migration.version] != migration.checksum:
+            raise MigrationError(
+                f"migration {migration.version:04d}_{migration.name} was changed after it was applied; "
+                "add a new migration instead of editing an applied one",
+                version=migration.version,
+            )
+
+
+def _apply(conn: psycopg.Connection[Any], migration: Migration) -> None:
+    conn.execute(migration.sql.encode())
+    conn.execute(
+        "INSERT INTO geoetl.schema_migrations (version, name, checksum) VALUES (%s, %s, %s)",
+        (migration.version, migration.name, migration.checksum),
+    )
 
 
 def applied_versions(conn: psycopg.Connection[Any]) -> list[int]:
@@ -101,11 +135,3 @@ def applied_versions(conn: psycopg.Connection[Any]) -> list[int]:
     if not row or not row[0]:
         return []
     return [r[0] for r in cur.execute("SELECT version FROM geoetl.schema_migrations ORDER BY version")]
-
-
-def redeploy(conn: psycopg.Connection[Any], directory: Path = MIGRATIONS_DIR) -> list[int]:
-    """Drop the orchestration schema and apply every migration again (destroys job history)."""
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_LOCK_KEY,))
-        conn.execute("DROP SCHEMA IF EXISTS geoetl CASCADE")
-    return apply_migrations(conn, directory)

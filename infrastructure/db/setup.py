@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 from dataclasses import dataclass
 
@@ -12,6 +13,7 @@ from infrastructure.db.database import TokenProvider, connect, connection_kwargs
 from infrastructure.db.migrations import apply_migrations
 
 log = logging.getLogger(__name__)
+_SETUP_LOCK = "geoetl.setup"  # a session lock: set-up runs on a direct connection, never through PgBouncer
 
 
 @dataclass(frozen=True)
@@ -28,7 +30,10 @@ def dsn(settings: DatabaseSettings, token_provider: TokenProvider | None = None)
 
 
 def install_pgstac(settings: DatabaseSettings, token_provider: TokenProvider | None = None) -> str:
-    """Install or upgrade pgstac with ``pypgstac migrate`` (idempotent); returns the version."""
+    """Install or upgrade pgstac with ``pypgstac migrate`` (idempotent); returns the version.
+
+    pypgstac sets session state (search_path), so ``settings`` must reach the server directly.
+    """
     from pypgstac.db import PgstacDB
     from pypgstac.migrate import Migrate
 
@@ -38,12 +43,20 @@ def install_pgstac(settings: DatabaseSettings, token_provider: TokenProvider | N
     finally:
         db.disconnect()
         db.close()
+        atexit.unregister(
+            db.disconnect
+        )  # pypgstac registers one per connect; a long-lived worker must not pile them up
 
 
 def setup_database(settings: DatabaseSettings, token_provider: TokenProvider | None = None) -> SetupResult:
-    """Apply migrations and install pgstac; safe to run again."""
-    with connect(settings, token_provider) as conn:
-        applied = apply_migrations(conn)
-    version = install_pgstac(settings, token_provider)
+    """Apply migrations and install pgstac over a direct connection, one set-up at a time; safe to run again."""
+    direct = settings.for_schema_changes()
+    with connect(direct, token_provider, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (_SETUP_LOCK,))
+        try:
+            applied = apply_migrations(conn)
+            version = install_pgstac(direct, token_provider)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (_SETUP_LOCK,))
     log.info("database ready", extra={"migrations_applied": applied, "pgstac": version})
     return SetupResult(applied, version)

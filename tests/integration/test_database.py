@@ -9,13 +9,14 @@ from types import SimpleNamespace
 import psycopg
 import pytest
 
-from core.errors import DatabaseUnavailable
+from core.errors import DatabaseBusy, DatabaseUnavailable
 from core.settings import DatabaseSettings
 from infrastructure.db.database import Database, connect
 from infrastructure.db.migrations import applied_versions, apply_migrations
 from infrastructure.identity import token_provider
 from services.health import check_health
 from tests.helpers.servers import free_port
+from tests.plugins.app import make_context
 
 
 def test_unreachable_server_is_database_unavailable_naming_where() -> None:
@@ -35,8 +36,9 @@ def test_unreachable_server_is_database_unavailable_naming_where() -> None:
 def test_statement_timeout_is_transaction_local(fresh_db: DatabaseSettings) -> None:
     db = Database(DatabaseSettings(**{**fresh_db.model_dump(), "pg_statement_timeout_ms": 200, "pg_pool_max_size": 1}))
     try:
-        with pytest.raises(psycopg.errors.QueryCanceled), db.transaction() as conn:
+        with pytest.raises(DatabaseBusy, match="statement timeout") as info, db.transaction() as conn:
             conn.execute("SELECT pg_sleep(2)")
+        assert info.value.retryable and isinstance(info.value.__cause__, psycopg.errors.QueryCanceled)
         with db.connection() as conn:
             row = conn.execute("SHOW statement_timeout").fetchone()
         assert row == {"statement_timeout": "0"}, "the timeout must not leak into the session"
@@ -83,7 +85,7 @@ def test_token_provider_caches_until_close_to_expiry() -> None:
     assert len(issued) == 1
 
 
-def test_migrations_and_queries_through_pgbouncer_transaction_mode(pgbouncer: DatabaseSettings) -> None:
+def test_migrations_and_queries_through_pgbouncer_transaction_mode(pgbouncer: DatabaseSettings, tmp_path) -> None:  # type: ignore[no-untyped-def]
     with connect(pgbouncer) as conn:
         assert apply_migrations(conn) == []
         assert applied_versions(conn)
@@ -92,33 +94,15 @@ def test_migrations_and_queries_through_pgbouncer_transaction_mode(pgbouncer: Da
         for _ in range(20):
             with db.transaction() as conn:
                 assert conn.execute("SELECT postgis_lib_version() AS v").fetchone()
-        report = check_health(
-            SimpleNamespace(  # type: ignore[arg-type]
-                storage=SimpleNamespace(containers=()),
-                app=SimpleNamespace(health_probe_container="x"),
-                queue=SimpleNamespace(queue_backend="postgres", jobs_queue_name="j", tasks_queue_name="t"),
-            ),
-            db,
-            lambda: SimpleNamespace(backend="none", container_exists=lambda c: True),
-        )  # type: ignore[arg-type,return-value]
-        statuses = {c.name: c.status for c in report.components}
-        assert statuses["postgresql"] == statuses["postgis"] == statuses["pgstac"] == statuses["schema"] == "ok"
+        context = make_context(pgbouncer, tmp_path)
+        report = check_health(context.settings, db, lambda: context.storage)
+        assert report.status == "healthy", report.failing
     finally:
         db.close()
 
 
-def test_pool_recovers_when_the_database_comes_back(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    from devstack.postgres import Cluster, find_bindir, server_dir
-    from devstack.stack import LOCAL_DIR
-
-    data = Path(tempfile.mkdtemp(prefix="pool-cluster-", dir=server_dir(LOCAL_DIR / "test-servers")))
-    data.chmod(0o755)
-    cluster = Cluster(data / "data", free_port(), find_bindir())
-    cluster.init()
+def test_pool_recovers_when_the_database_comes_back(throwaway_cluster) -> None:  # type: ignore[no-untyped-def]
+    cluster = throwaway_cluster
     db = Database(DatabaseSettings(pgport=cluster.port, pgdatabase="postgres", pg_connect_timeout=1))
     try:
         with pytest.raises(DatabaseUnavailable), db.connection():
@@ -140,5 +124,47 @@ def test_pool_recovers_when_the_database_comes_back(tmp_path) -> None:  # type: 
                 assert time.monotonic() < deadline, "the pool never reconnected"
     finally:
         db.close()
-        cluster.stop()
-        shutil.rmtree(data, ignore_errors=True)
+
+
+def test_a_deadlock_is_retryable_and_a_bad_query_is_not_translated(fresh_db: DatabaseSettings) -> None:
+    db = Database(DatabaseSettings(**{**fresh_db.model_dump(), "pg_pool_max_size": 2}))
+    try:
+        with db.transaction() as conn:
+            conn.execute(
+                "CREATE TABLE geoetl.pair (id int PRIMARY KEY, n int); INSERT INTO geoetl.pair VALUES (1,0),(2,0)"
+            )
+        barrier = threading.Barrier(2)
+        outcomes: list[BaseException | None] = []
+
+        def update(first: int, second: int) -> None:
+            try:
+                with db.transaction() as conn:
+                    conn.execute("UPDATE geoetl.pair SET n = n + 1 WHERE id = %s", (first,))
+                    barrier.wait(10)
+                    conn.execute("UPDATE geoetl.pair SET n = n + 1 WHERE id = %s", (second,))
+                outcomes.append(None)
+            except BaseException as exc:
+                outcomes.append(exc)
+
+        threads = [threading.Thread(target=update, args=(1, 2)), threading.Thread(target=update, args=(2, 1))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        failures = [o for o in outcomes if o is not None]
+        assert len(failures) == 1 and isinstance(failures[0], DatabaseBusy) and "deadlock" in str(failures[0])
+        with pytest.raises(psycopg.errors.UndefinedTable), db.transaction() as conn:
+            conn.execute("SELECT * FROM geoetl.no_such_table")
+    finally:
+        db.close()
+
+
+def test_schema_changes_go_to_the_direct_port_when_pgbouncer_is_in_front(
+    pgbouncer: DatabaseSettings, fresh_db: DatabaseSettings
+) -> None:
+    from infrastructure.db.setup import setup_database
+
+    through_bouncer = DatabaseSettings(**{**pgbouncer.model_dump(), "pg_direct_port": fresh_db.pgport})
+    assert through_bouncer.for_schema_changes().pgport == fresh_db.pgport
+    result = setup_database(through_bouncer)
+    assert result.migrations_applied == [] and result.pgstac_version == "0.10.0"

@@ -9,15 +9,16 @@ from pathlib import Path
 import pytest
 
 from core.settings import DatabaseSettings
-from devstack.postgres import Cluster, StackError, find_bindir, server_dir, traversable_by
-from devstack.stack import EMBEDDED_PORT, is_embedded
+from devstack.postgres import Cluster, StackError, find_bindir, port_in_use, server_dir, traversable_by
+from devstack.stack import is_embedded
 
 
-def test_embedded_means_the_private_port_on_loopback() -> None:
-    assert is_embedded(DatabaseSettings(pghost="127.0.0.1", pgport=EMBEDDED_PORT))
-    assert is_embedded(DatabaseSettings(pghost="localhost", pgport=EMBEDDED_PORT))
-    assert not is_embedded(DatabaseSettings(pghost="127.0.0.1", pgport=5432))
-    assert not is_embedded(DatabaseSettings(pghost="db.example", pgport=EMBEDDED_PORT))
+def test_embedded_means_no_pghost_on_any_port(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PGHOST", raising=False)
+    assert is_embedded(DatabaseSettings()) and DatabaseSettings().host == "127.0.0.1"
+    assert is_embedded(DatabaseSettings(pgport=54330))
+    assert not is_embedded(DatabaseSettings(pghost="127.0.0.1"))
+    assert not is_embedded(DatabaseSettings(pghost="db.example", pgport=54329))
 
 
 def test_server_binaries_are_found() -> None:
@@ -35,7 +36,7 @@ def test_busy_port_is_a_clear_error(tmp_path: Path) -> None:
         cluster = Cluster(tmp_path / "pg", port, find_bindir())
         cluster.data_dir.mkdir()
         (cluster.data_dir / "PG_VERSION").write_text("15\n")  # looks initialised, is not running
-        with pytest.raises(StackError, match=f"Port {port} .* is taken by another program"):
+        with pytest.raises(StackError, match=f"Port {port} .* is taken: another program listens there"):
             cluster.start()
 
 
@@ -53,3 +54,28 @@ def test_unreachable_checkout_falls_back_to_var_tmp_with_a_symlink(tmp_path: Pat
         assert traversable_by("postgres", chosen.parent)
     finally:
         shutil.rmtree(chosen.parent, ignore_errors=True)
+
+
+def test_port_held_by_another_geoetl_cluster_is_named(throwaway_cluster: Cluster, tmp_path: Path) -> None:
+    throwaway_cluster.start()
+    second = Cluster(tmp_path / "other", throwaway_cluster.port, throwaway_cluster.bindir)
+    second.data_dir.mkdir()
+    (second.data_dir / "PG_VERSION").write_text("15\n")
+    with pytest.raises(StackError, match=r"another geoetl cluster runs there .* 'make down'") as info:
+        second.start()
+    assert str(throwaway_cluster.data_dir.resolve()) in str(info.value)
+    assert f"PGPORT={throwaway_cluster.port + 1} make run" in str(info.value)
+
+
+def test_cluster_serves_the_port_it_is_started_with(throwaway_cluster: Cluster) -> None:
+    import psycopg
+
+    throwaway_cluster.start()
+    with psycopg.connect(host="127.0.0.1", port=throwaway_cluster.port, user="geoetl", dbname="postgres") as conn:
+        assert conn.execute("SHOW port").fetchone() == (str(throwaway_cluster.port),)
+    throwaway_cluster.stop()
+    throwaway_cluster.port += 1
+    while port_in_use(throwaway_cluster.port):
+        throwaway_cluster.port += 1
+    throwaway_cluster.start()
+    assert port_in_use(throwaway_cluster.port), "a restart on another port (PGPORT changed) must work"

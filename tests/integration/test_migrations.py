@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
 import threading
 from pathlib import Path
 
 import pytest
-from psycopg.rows import tuple_row
 
-from core.settings import DatabaseSettings
+from core.settings import DatabaseSettings, StackSettings
+from devstack.postgres import find_bindir
 from infrastructure.db.database import connect
 from infrastructure.db.migrations import (
     MIGRATIONS_DIR,
@@ -20,22 +21,29 @@ from infrastructure.db.migrations import (
     redeploy,
 )
 
-SCHEMA_SNAPSHOT = """
-SELECT n.nspname, c.relname, c.relkind, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull
-FROM pg_class c
-JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-WHERE n.nspname IN ('geoetl', 'geo', 'h3')
-ORDER BY 1, 2, 4
-"""
 
-
-def snapshot(settings: DatabaseSettings) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
-    with connect(settings) as conn:
-        cur = conn.cursor(row_factory=tuple_row)
-        tables = cur.execute(SCHEMA_SNAPSHOT).fetchall()
-        extensions = cur.execute("SELECT extname, extversion FROM pg_extension ORDER BY 1").fetchall()
-    return tables, extensions
+def snapshot(settings: DatabaseSettings) -> str:
+    """The whole schema as pg_dump prints it: tables, functions, indexes, constraints, types, comments."""
+    pg_dump = find_bindir(StackSettings().pg_bindir) / "pg_dump"
+    done = subprocess.run(
+        [
+            str(pg_dump),
+            "--schema-only",
+            "--no-owner",
+            "-h",
+            settings.host,
+            "-p",
+            str(settings.pgport),
+            "-U",
+            settings.pguser,
+            settings.pgdatabase,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    # newer pg_dump brackets its output with \restrict/\unrestrict and a random key
+    return "\n".join(line for line in done.stdout.splitlines() if not line.startswith(("\\restrict", "\\unrestrict")))
 
 
 def test_applying_twice_changes_nothing(empty_db: DatabaseSettings) -> None:
@@ -47,8 +55,8 @@ def test_applying_twice_changes_nothing(empty_db: DatabaseSettings) -> None:
         assert apply_migrations(conn) == []
         assert applied_versions(conn) == first
     assert snapshot(empty_db) == before
-    extensions = {name for name, _ in before[1]}
-    assert {"postgis", "btree_gist", "unaccent"} <= extensions
+    for extension in ("postgis", "btree_gist", "unaccent"):
+        assert f"CREATE EXTENSION IF NOT EXISTS {extension} WITH SCHEMA public" in before
 
 
 def test_extensions_live_in_public_for_pgstac(empty_db: DatabaseSettings) -> None:
@@ -92,7 +100,7 @@ def test_edited_migration_is_refused(empty_db: DatabaseSettings, tmp_path: Path)
         apply_migrations(conn, tmp_path)
 
 
-def test_new_migration_is_applied_and_a_failing_one_rolls_back(empty_db: DatabaseSettings, tmp_path: Path) -> None:
+def test_a_failing_migration_rolls_back_alone(empty_db: DatabaseSettings, tmp_path: Path) -> None:
     shutil.copytree(MIGRATIONS_DIR, tmp_path, dirs_exist_ok=True)
     with connect(empty_db) as conn:
         apply_migrations(conn, tmp_path)
@@ -101,11 +109,33 @@ def test_new_migration_is_applied_and_a_failing_one_rolls_back(empty_db: Databas
     with connect(empty_db) as conn, pytest.raises(Exception, match="no_such_function"):
         apply_migrations(conn, tmp_path)
     with connect(empty_db) as conn:
-        assert 9000 not in applied_versions(conn), "a failed run must leave nothing half-applied"
-        assert conn.execute("SELECT to_regclass('geoetl.example')").fetchone() == (None,)
-    (tmp_path / "9001_broken.sql").unlink()
+        assert 9000 in applied_versions(conn) and 9001 not in applied_versions(conn)
+        assert conn.execute("SELECT to_regclass('geoetl.other')").fetchone() == (None,), "nothing half-applied"
+    (tmp_path / "9001_broken.sql").write_text("CREATE TABLE geoetl.other (id int);")
     with connect(empty_db) as conn:
-        assert apply_migrations(conn, tmp_path) == [9000]
+        assert apply_migrations(conn, tmp_path) == [9001]
+
+
+def test_an_enum_value_added_by_one_migration_is_usable_by_the_next(empty_db: DatabaseSettings, tmp_path: Path) -> None:
+    shutil.copytree(MIGRATIONS_DIR, tmp_path, dirs_exist_ok=True)
+    (tmp_path / "9000_enum.sql").write_text("CREATE TYPE geoetl.color AS ENUM ('red');")
+    (tmp_path / "9001_add_value.sql").write_text("ALTER TYPE geoetl.color ADD VALUE 'blue';")
+    (tmp_path / "9002_use_value.sql").write_text("CREATE TABLE geoetl.paint (c geoetl.color DEFAULT 'blue');")
+    with connect(empty_db) as conn:
+        assert apply_migrations(conn, tmp_path)[-3:] == [9000, 9001, 9002]
+
+
+def test_a_failing_redeploy_keeps_the_old_schema(empty_db: DatabaseSettings, tmp_path: Path) -> None:
+    shutil.copytree(MIGRATIONS_DIR, tmp_path, dirs_exist_ok=True)
+    with connect(empty_db) as conn:
+        apply_migrations(conn, tmp_path)
+        conn.execute("CREATE TABLE geoetl.keep_me (id int)")
+        conn.commit()
+        (tmp_path / "9001_broken.sql").write_text("SELECT no_such_function();")
+        with pytest.raises(Exception, match="no_such_function"):
+            redeploy(conn, tmp_path)
+        conn.rollback()
+        assert conn.execute("SELECT to_regclass('geoetl.keep_me') IS NOT NULL").fetchone() == (True,)
 
 
 @pytest.mark.parametrize("name", ["1_short.sql", "0002-dash.sql", "0003_UPPER.sql"])

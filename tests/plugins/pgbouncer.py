@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from core.settings import DatabaseSettings
-from devstack.postgres import port_in_use, server_dir
-from devstack.stack import LOCAL_DIR
+from devstack.postgres import port_in_use
+from tests.helpers.scratch import server_scratch_dir
 from tests.helpers.servers import free_port
 
 PGBOUNCER = "/usr/sbin/pgbouncer"
@@ -35,17 +34,12 @@ def _ensure_installed() -> str:
     return PGBOUNCER
 
 
-@pytest.fixture
-def pgbouncer(fresh_db: DatabaseSettings) -> Iterator[DatabaseSettings]:
-    """Settings that reach ``fresh_db`` through PgBouncer (pool_mode=transaction)."""
-    binary = _ensure_installed()
-    workdir = Path(tempfile.mkdtemp(prefix="pgbouncer-", dir=server_dir(LOCAL_DIR / "test-servers")))
-    workdir.chmod(0o777)
-    port = free_port()
-    (workdir / "users.txt").write_text(f'"{fresh_db.pguser}" ""\n')
-    (workdir / "pgbouncer.ini").write_text(
+def _config(workdir: Path, port: int, target: DatabaseSettings) -> Path:
+    (workdir / "users.txt").write_text(f'"{target.pguser}" ""\n')
+    ini = workdir / "pgbouncer.ini"
+    ini.write_text(
         "[databases]\n"
-        f"{fresh_db.pgdatabase} = host={fresh_db.pghost} port={fresh_db.pgport} dbname={fresh_db.pgdatabase}\n"
+        f"{target.pgdatabase} = host={target.host} port={target.pgport} dbname={target.pgdatabase}\n"
         "[pgbouncer]\n"
         f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
         f"auth_type = trust\nauth_file = {workdir / 'users.txt'}\n"
@@ -53,19 +47,25 @@ def pgbouncer(fresh_db: DatabaseSettings) -> Iterator[DatabaseSettings]:
         "ignore_startup_parameters = extra_float_digits,options,application_name\n"
         f"logfile = {workdir / 'pgbouncer.log'}\n"
     )
-    run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-    proc = subprocess.Popen(
-        [*run_as, binary, str(workdir / "pgbouncer.ini")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    deadline = time.monotonic() + 10
-    while not port_in_use(port):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            output = proc.stdout.read().decode() if proc.stdout else ""
-            pytest.fail(f"pgbouncer did not start: {output}")
-        time.sleep(0.1)
-    try:
-        yield DatabaseSettings(**{**fresh_db.model_dump(), "pgport": port})
-    finally:
-        proc.terminate()
-        proc.communicate(timeout=10)
-        shutil.rmtree(workdir, ignore_errors=True)
+    return ini
+
+
+@pytest.fixture
+def pgbouncer(fresh_db: DatabaseSettings) -> Iterator[DatabaseSettings]:
+    """Settings that reach ``fresh_db`` through PgBouncer (pool_mode=transaction)."""
+    binary = _ensure_installed()
+    with server_scratch_dir("pgbouncer-", mode=0o777) as workdir:
+        port = free_port()
+        ini = _config(workdir, port, fresh_db)
+        run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        proc = subprocess.Popen([*run_as, binary, str(ini)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 10
+            while not port_in_use(port):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"pgbouncer did not start: {(workdir / 'pgbouncer.log').read_text()[-2000:]}")
+                time.sleep(0.1)
+            yield DatabaseSettings(**{**fresh_db.model_dump(), "pgport": port})
+        finally:
+            proc.terminate()
+            proc.communicate(timeout=10)

@@ -14,12 +14,14 @@ from collections.abc import Iterator
 import pytest
 from psycopg import sql
 
-from core.settings import DatabaseSettings
-from devstack.stack import ensure_database, start_postgres
+from core.settings import DatabaseSettings, Settings, StackSettings
+from devstack.postgres import Cluster, find_bindir
+from devstack.stack import embedded_cluster, ensure_database, start_postgres
 from infrastructure.db.database import connect
 from infrastructure.db.migrations import load_migrations
 from infrastructure.db.setup import setup_database
-from triggers.localhost.settings_file import apply_local_settings
+from tests.helpers.scratch import server_scratch_dir
+from tests.helpers.servers import free_port
 
 TEMPLATE = "geoetl_test_template"
 
@@ -38,13 +40,29 @@ def _fingerprint() -> str:
 
 
 @pytest.fixture(scope="session")
-def pg_server() -> DatabaseSettings:
-    """Settings of the server the tests use (the private cluster, started if needed, or PGHOST...)."""
-    apply_local_settings()
-    settings = DatabaseSettings()
-    start_postgres(settings)
-    ensure_database(settings)
-    return settings
+def pg_server() -> Iterator[DatabaseSettings]:
+    """The server the tests use: the private cluster (started if needed, stopped again if this
+    session started it) or the existing server PGHOST names."""
+    settings = Settings()
+    started = start_postgres(settings)
+    try:
+        ensure_database(settings.database)
+        yield settings.database
+    finally:
+        if started:
+            embedded_cluster(settings).stop()
+
+
+@pytest.fixture
+def throwaway_cluster() -> Iterator[Cluster]:
+    """An initialised, stopped PostgreSQL cluster of its own on a free port, removed afterwards."""
+    with server_scratch_dir("cluster-") as base:
+        cluster = Cluster(base / "data", free_port(), find_bindir(StackSettings().pg_bindir))
+        try:
+            cluster.init()
+            yield cluster
+        finally:
+            cluster.stop()
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from core import errors
-from triggers.http.errors import error_response, status_for, validation_error_response
+from triggers.http.errors import error_response, invalid_request, status_for
 
 
 @pytest.mark.parametrize(
@@ -35,6 +35,17 @@ def test_project_error_keeps_code_message_details() -> None:
     }
 
 
+def test_a_project_error_that_maps_to_500_is_stripped_too() -> None:
+    response = error_response(errors.GeoetlError("internal path /srv/secret leaked"), "rid-5")
+    assert response.status_code == 500
+    assert "secret" not in response.get_body().decode()
+
+
+def test_503_keeps_its_message_and_adds_the_request_id() -> None:
+    body = json.loads(error_response(errors.DatabaseUnavailable("cannot reach PostgreSQL"), "rid-7").get_body())
+    assert body["error"]["message"] == "cannot reach PostgreSQL" and body["error"]["details"]["request_id"] == "rid-7"
+
+
 def test_default_message_is_the_docstring() -> None:
     assert errors.DatabaseUnavailable().message == "The database is unavailable."
 
@@ -60,7 +71,7 @@ def test_validation_error_names_each_field() -> None:
 
     with pytest.raises(ValidationError) as info:
         Model.model_validate({"count": "many"})
-    body = json.loads(validation_error_response(info.value).get_body())
+    body = json.loads(error_response(invalid_request(info.value, "body"), "rid").get_body())
     fields = [e["field"] for e in body["error"]["details"]["errors"]]
     assert fields == ["count", "name"]
     assert body["error"]["code"] == "invalid_input"

@@ -9,9 +9,7 @@ from pydantic import BaseModel, Field
 
 from core.errors import Forbidden, InvalidInput
 from infrastructure.context import get_app_context
-from infrastructure.db.database import connect
-from infrastructure.db.migrations import redeploy
-from infrastructure.db.setup import setup_database
+from services.schema import migrate, redeploy_orchestration_schema
 from triggers.http.api import endpoint, parse_query
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
@@ -34,12 +32,12 @@ class RedeployQuery(BaseModel):
     tags=("admin",),
     summary="Apply pending schema migrations and install/upgrade pgstac",
     response_model=SchemaResult,
-    error_statuses=(503,),
+    error_statuses=(409, 503),
 )
 def db_migrate(req: func.HttpRequest) -> SchemaResult:
     """Idempotent: with nothing pending it applies nothing."""
     ctx = get_app_context()
-    result = setup_database(ctx.settings.database, ctx.db_token_provider)
+    result = migrate(ctx.settings.database, ctx.db_token_provider)
     return SchemaResult(migrations_applied=result.migrations_applied, pgstac_version=result.pgstac_version)
 
 
@@ -52,7 +50,7 @@ def db_migrate(req: func.HttpRequest) -> SchemaResult:
     summary="Drop and recreate the orchestration schema (destructive)",
     response_model=SchemaResult,
     query_model=RedeployQuery,
-    error_statuses=(403, 503),
+    error_statuses=(403, 409, 503),
 )
 def db_schema_redeploy(req: func.HttpRequest) -> SchemaResult:
     """Needs ENABLE_ADMIN_ENDPOINTS=true and ?confirm=yes; vector tables, H3 grids and pgstac are kept."""
@@ -62,6 +60,5 @@ def db_schema_redeploy(req: func.HttpRequest) -> SchemaResult:
         raise Forbidden("admin endpoints are disabled; set ENABLE_ADMIN_ENDPOINTS=true to use them")
     if parse_query(req, RedeployQuery).confirm != "yes":
         raise InvalidInput("add ?confirm=yes: this deletes every job, task and event")
-    with connect(settings.database, ctx.db_token_provider) as conn:
-        applied = redeploy(conn)
+    applied = redeploy_orchestration_schema(settings.database, ctx.db_token_provider)
     return SchemaResult(migrations_applied=applied)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -19,9 +20,10 @@ from typing import Any, TypeVar
 import azure.functions as func
 from pydantic import BaseModel, ValidationError
 
-from triggers.http.errors import error_response, validation_error_response
+from triggers.http.errors import error_response, invalid_request
 
 log = logging.getLogger("geoetl.http")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 Handler = Callable[[func.HttpRequest], Any]
 M = TypeVar("M", bound=BaseModel)
 
@@ -41,6 +43,7 @@ class EndpointSpec:
     request_model: type[BaseModel] | None = None
     query_model: type[BaseModel] | None = None
     error_statuses: tuple[int, ...] = ()
+    report_statuses: tuple[int, ...] = ()
     tags: tuple[str, ...] = ()
     content_type: str = "application/json"
 
@@ -62,13 +65,19 @@ def json_response(payload: Any, status_code: int = 200, headers: dict[str, str] 
 
 
 def parse_body(req: func.HttpRequest, model: type[M]) -> M:
-    """The JSON body validated against ``model`` (ValidationError → 400 naming each field)."""
-    raw = req.get_body() or b"{}"
-    return model.model_validate_json(raw)
+    """The JSON body validated against ``model``; bad input is InvalidInput naming each field."""
+    try:
+        return model.model_validate_json(req.get_body() or b"{}")
+    except ValidationError as exc:
+        raise invalid_request(exc, "body") from None
 
 
 def parse_query(req: func.HttpRequest, model: type[M]) -> M:
-    return model.model_validate(dict(req.params))
+    """The query string validated against ``model``; bad input is InvalidInput naming each parameter."""
+    try:
+        return model.model_validate(dict(req.params))
+    except ValidationError as exc:
+        raise invalid_request(exc, "query") from None
 
 
 def _to_response(result: Any, status_code: int) -> func.HttpResponse:
@@ -92,48 +101,63 @@ def endpoint(
     request_model: type[BaseModel] | None = None,
     query_model: type[BaseModel] | None = None,
     error_statuses: tuple[int, ...] = (),
+    report_statuses: tuple[int, ...] = (),
     tags: tuple[str, ...] = (),
     content_type: str = "application/json",
+    documented: bool = True,
 ) -> Callable[[Handler], Handler]:
-    """Register ``handler`` on ``bp`` as an HTTP function and in the OpenAPI registry."""
+    """Register ``handler`` on ``bp`` as an HTTP function and (unless ``documented=False``) in OpenAPI.
+
+    ``report_statuses`` are error statuses whose body is ``response_model`` (e.g. health's 503)
+    rather than the error shape.
+    """
 
     def decorator(handler: Handler) -> Handler:
         name = handler.__name__
-        REGISTRY.specs.append(
-            EndpointSpec(
-                name,
-                route,
-                methods,
-                auth_level,
-                summary,
-                (handler.__doc__ or "").strip(),
-                response_model,
-                status_code,
-                request_model,
-                query_model,
-                error_statuses,
-                tags,
-                content_type,
+        if documented:
+            description = (handler.__doc__ or "").strip()
+            REGISTRY.specs.append(
+                EndpointSpec(
+                    name,
+                    route,
+                    methods,
+                    auth_level,
+                    summary,
+                    description,
+                    response_model,
+                    status_code,
+                    request_model,
+                    query_model,
+                    error_statuses,
+                    report_statuses,
+                    tags,
+                    content_type,
+                )
             )
-        )
         function = _wrap(handler, route, status_code)
-        bp.function_name(name=name)(bp.route(route=route, methods=list(methods), auth_level=auth_level)(function))
+        route_decorator = bp.route(route=route, methods=list(methods) or None, auth_level=auth_level)
+        bp.function_name(name=name)(route_decorator(function))
         return handler
 
     return decorator
 
 
+def request_id_of(req: func.HttpRequest) -> str:
+    """The caller's ``x-request-id`` when it is a sane token, else a new one (never echo arbitrary input)."""
+    given = req.headers.get("x-request-id") or ""
+    return given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+
+
 def _wrap(handler: Handler, route: str, status_code: int) -> Callable[[func.HttpRequest], func.HttpResponse]:
     def function(req: func.HttpRequest) -> func.HttpResponse:
-        request_id = req.headers.get("x-request-id") or uuid.uuid4().hex
+        request_id = request_id_of(req)
         started = time.perf_counter()
         try:
             response = _to_response(handler(req), status_code)
-        except ValidationError as exc:
-            response = validation_error_response(exc)
         except Exception as exc:
             response = error_response(exc, request_id)
         response.headers["x-request-id"] = request_id
+        elapsed = round((time.perf_counter() - started) * 1000, 1)
         log.info(
             json.dumps(
                 {
@@ -142,7 +166,7 @@ def _wrap(handler: Handler, route: str, status_code: int) -> Callable[[func.Http
                     "route": route,
                     "path": _path(req.url),
                     "status": response.status_code,
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 1),
+                    "duration_ms": elapsed,
                     "request_id": request_id,
                     "function": handler.__name__,
                 }

@@ -51,26 +51,30 @@ def error_json(status: int, code: str, message: str, details: dict[str, Any] | N
 
 
 def error_response(exc: BaseException, request_id: str) -> func.HttpResponse:
-    """Translate any exception into the API error shape."""
+    """Translate any exception into the API error shape; a 500 body holds only the request id."""
     status = status_for(exc)
-    if status >= 500 and isinstance(exc, errors.GeoetlError):
-        log.error("request %s failed: %s", request_id, exc.message)
-    elif status >= 500:
-        log.exception("request %s failed with an unexpected error", request_id)
+    if status == 500:
+        log.error("request %s failed with an unexpected error", request_id, exc_info=exc)
         return error_json(500, "internal_error", "An unexpected error occurred.", {"request_id": request_id})
-    if isinstance(exc, errors.GeoetlError):
-        return error_json(status, exc.code, exc.message, _jsonable(exc.details))
-    return error_json(status, "internal_error", "An unexpected error occurred.", {"request_id": request_id})
+    assert isinstance(exc, errors.GeoetlError)
+    if status >= 500:
+        log.error("request %s failed: %s", request_id, exc.message)
+    return error_json(
+        status,
+        exc.code,
+        exc.message,
+        {**_jsonable(exc.details), "request_id": request_id} if status >= 500 else _jsonable(exc.details),
+    )
 
 
-def validation_error_response(exc: ValidationError) -> func.HttpResponse:
-    """400 naming each bad field (body, query or path), without echoing large inputs."""
+def invalid_request(exc: ValidationError, where: str) -> errors.InvalidInput:
+    """InvalidInput naming each bad field of the request's ``where`` (body, query), without echoing input."""
     problems = [
-        {"field": ".".join(str(p) for p in err["loc"]) or "(body)", "problem": err["msg"], "type": err["type"]}
+        {"field": ".".join(str(p) for p in err["loc"]) or f"({where})", "problem": err["msg"], "type": err["type"]}
         for err in exc.errors(include_url=False, include_input=False)
     ]
     summary = "; ".join(f"{p['field']}: {p['problem']}" for p in problems[:10])
-    return error_json(400, "invalid_input", f"invalid request: {summary}", {"errors": problems})
+    return errors.InvalidInput(f"invalid request {where}: {summary}", errors=problems)
 
 
 def _jsonable(details: dict[str, Any]) -> dict[str, Any]:

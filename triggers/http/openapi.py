@@ -7,6 +7,7 @@ import json
 import re
 from typing import Any
 
+import azure.functions as func
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
@@ -60,10 +61,12 @@ def _operation(spec: EndpointSpec, method: str, refs: dict[str, Any]) -> dict[st
     elif spec.content_type != "application/json":
         ok["content"] = {spec.content_type: {"schema": {"type": "string"}}}
     responses: dict[str, Any] = {str(spec.status_code): ok}
-    error_statuses = {400, 401, *spec.error_statuses}
+    anonymous = spec.auth_level == func.AuthLevel.ANONYMOUS
+    error_statuses = set(spec.error_statuses) | ({400} if spec.request_model or spec.query_model else set())
+    error_statuses |= set() if anonymous else {401}
     for status in sorted(error_statuses):
         body = {"application/json": {"schema": refs["ErrorResponse"]}}
-        if status == 503 and spec.response_model is not None:
+        if status in spec.report_statuses and spec.response_model is not None:
             body = {"application/json": {"schema": refs[spec.response_model.__name__]}}
         responses[str(status)] = {"description": _ERROR_TEXT.get(status, "Error"), "content": body}
     operation: dict[str, Any] = {
@@ -73,7 +76,7 @@ def _operation(spec: EndpointSpec, method: str, refs: dict[str, Any]) -> dict[st
         "tags": list(spec.tags),
         "parameters": _query_parameters(spec),
         "responses": responses,
-        "security": [] if spec.auth_level.value == "anonymous" else [{"functionKey": []}, {"functionKeyQuery": []}],
+        "security": [] if anonymous else [{"functionKey": []}, {"functionKeyQuery": []}],
         "x-auth-level": spec.auth_level.value,
     }
     if spec.request_model is not None:

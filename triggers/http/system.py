@@ -26,6 +26,7 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]
     summary="Health of every component",
     response_model=HealthReport,
     error_statuses=(503,),
+    report_statuses=(503,),
 )
 def health(req: func.HttpRequest) -> func.HttpResponse:
     """200 when PostgreSQL, PostGIS, pgstac, the schema, storage, the queue and GDAL are all healthy;
@@ -83,9 +84,16 @@ def docs(req: func.HttpRequest) -> func.HttpResponse:
     return func.HttpResponse(render_docs_page(openapi_document()), mimetype="text/html")
 
 
-@bp.function_name(name="route_not_found")
-@bp.route(route="{*path}", auth_level=func.AuthLevel.ANONYMOUS)
+@endpoint(
+    bp,
+    route="{*path}",
+    methods=(),
+    auth_level=func.AuthLevel.ANONYMOUS,
+    summary="Unknown routes",
+    response_model=None,
+    documented=False,
+)
 def route_not_found(req: func.HttpRequest) -> func.HttpResponse:
-    """Catch-all with the lowest route precedence: unknown routes get a JSON 404."""
+    """Catch-all with the lowest route precedence: unknown routes get a JSON 404 (and a log line)."""
     path = req.route_params.get("path", "")
     return error_json(404, "route_not_found", f"no endpoint serves {req.method} /api/{path}", {"path": f"/api/{path}"})

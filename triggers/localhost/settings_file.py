@@ -12,8 +12,8 @@ from core.settings import PROJECT_ROOT
 DEFAULT_PATH = PROJECT_ROOT / "local.settings.json"
 
 
-def apply_local_settings(path: Path = DEFAULT_PATH) -> dict[str, str]:
-    """Set each value that the environment does not already set (environment variables win)."""
+def read_local_settings(path: Path = DEFAULT_PATH) -> dict[str, str]:
+    """The ``Values`` of a local.settings.json (empty when there is no such file)."""
     if not path.exists():
         return {}
     try:
@@ -23,9 +23,14 @@ def apply_local_settings(path: Path = DEFAULT_PATH) -> dict[str, str]:
     values = document.get("Values", {})
     if not isinstance(values, dict):
         raise InvalidSetting(f"{path}: 'Values' must be an object of strings")
+    return {str(key): str(value) for key, value in values.items() if value is not None}
+
+
+def apply_local_settings(path: Path = DEFAULT_PATH) -> dict[str, str]:
+    """Set each value that the environment does not already set (environment variables win)."""
     applied: dict[str, str] = {}
-    for key, value in values.items():
-        if key not in os.environ and value is not None:
+    for key, value in read_local_settings(path).items():
+        if key not in os.environ:
             os.environ[key] = str(value)
             applied[key] = str(value)
     return applied
