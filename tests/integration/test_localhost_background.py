@@ -123,3 +123,38 @@ def test_unset_setting_in_queue_name_fails_at_start(monkeypatch: pytest.MonkeyPa
 
     with pytest.raises(KeyError, match="NOT_SET_ANYWHERE"):
         LocalHost(app, LocalHostSettings())
+
+
+def test_timer_schedule_may_name_an_app_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TEST_SCHEDULE", "*/2 * * * * *")
+    app = func.FunctionApp()
+
+    @app.timer_trigger(schedule="%TEST_SCHEDULE%", arg_name="timer")
+    def janitor(timer: func.TimerRequest) -> None:
+        pass
+
+    assert LocalHost(app, LocalHostSettings()).table.timers[0].schedule == "*/2 * * * * *"
+
+
+def test_a_failing_complete_does_not_kill_the_worker() -> None:
+    handled: list[str] = []
+    app = func.FunctionApp()
+
+    @app.service_bus_queue_trigger(arg_name="msg", queue_name="q", connection="X")
+    def worker(msg: func.ServiceBusMessage) -> None:
+        handled.append(msg.message_id)
+
+    class FlakySource(ListSource):
+        def complete(self, queue_name: str, message: ReceivedMessage) -> None:
+            if message.message_id == "m0":
+                raise ConnectionError("transport hiccup")
+            super().complete(queue_name, message)
+
+    source = FlakySource([ReceivedMessage(f"m{i}", b"{}") for i in range(3)])
+    host = LocalHost(app, LocalHostSettings(local_host_workers=1), message_source=source)
+    host.start_background()
+    try:
+        wait_for(lambda: len(source.completed) == 2)
+    finally:
+        host.stop_background()
+    assert handled == ["m0", "m1", "m2"] and source.completed == ["m1", "m2"]

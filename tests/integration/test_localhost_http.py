@@ -39,7 +39,11 @@ def make_app() -> func.FunctionApp:
     async def async_fn(req: func.HttpRequest) -> func.HttpResponse:
         return func.HttpResponse(f"n={req.route_params['n']}")
 
-    @app.route(route="admin/reset", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+    @app.route(route="size", methods=["POST"], auth_level=func.AuthLevel.ANONYMOUS)
+    def size(req: func.HttpRequest) -> func.HttpResponse:
+        return func.HttpResponse(str(len(req.get_body())))
+
+    @app.route(route="ops/reset", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
     def reset(req: func.HttpRequest) -> func.HttpResponse:
         return func.HttpResponse("reset done")
 
@@ -94,6 +98,7 @@ def test_literal_route_wins_over_parameter_route(open_host: str) -> None:
 
 def test_async_function_and_int_constraint(open_host: str) -> None:
     assert httpx.get(f"{open_host}/api/async/42").text == "n=42"
+    assert httpx.get(f"{open_host}/api/async/-7").text == "n=-7"
     assert httpx.get(f"{open_host}/api/async/notanumber").json() == {"fallback": "async/notanumber"}
 
 
@@ -122,7 +127,7 @@ def test_unhandled_exception_is_500_without_details(open_host: str) -> None:
 
 
 def test_open_host_needs_no_key(open_host: str) -> None:
-    assert httpx.post(f"{open_host}/api/admin/reset").text == "reset done"
+    assert httpx.post(f"{open_host}/api/ops/reset").text == "reset done"
 
 
 def test_function_route_without_key_is_401(keyed_host: str) -> None:
@@ -139,11 +144,70 @@ def test_function_route_accepts_function_key_in_header_or_query_and_master_key(k
 
 
 def test_admin_route_refuses_function_key_and_accepts_master_key(keyed_host: str) -> None:
-    assert httpx.post(f"{keyed_host}/api/admin/reset", headers={"x-functions-key": "fn-1"}).status_code == 401
-    assert httpx.post(f"{keyed_host}/api/admin/reset").status_code == 401
-    ok = httpx.post(f"{keyed_host}/api/admin/reset", headers={"x-functions-key": "master-123"})
+    assert httpx.post(f"{keyed_host}/api/ops/reset", headers={"x-functions-key": "fn-1"}).status_code == 401
+    assert httpx.post(f"{keyed_host}/api/ops/reset").status_code == 401
+    ok = httpx.post(f"{keyed_host}/api/ops/reset", headers={"x-functions-key": "master-123"})
     assert ok.status_code == 200 and ok.text == "reset done"
 
 
 def test_anonymous_routes_stay_open_when_keys_are_set(keyed_host: str) -> None:
     assert httpx.get(f"{keyed_host}/api/async/1").text == "n=1"
+
+
+def test_non_ascii_key_is_a_401_not_a_crash(keyed_host: str) -> None:
+    response = httpx.post(f"{keyed_host}/api/things/abc?code=%C3%A9", json={})
+    assert response.status_code == 401 and response.json()["error"]["code"] == "unauthorized"
+
+
+def test_host_answers_carry_a_request_id_and_are_logged(keyed_host: str, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("INFO", logger="geoetl.localhost"):
+        refused = httpx.post(f"{keyed_host}/api/things/abc", json={}, headers={"x-request-id": "abc-123"})
+        outside = httpx.get(f"{keyed_host}/not-api")
+    assert (
+        refused.headers["x-request-id"] == "abc-123" and refused.json()["error"]["details"]["request_id"] == "abc-123"
+    )
+    assert outside.status_code == 404 and outside.headers["x-request-id"]
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.getMessage().startswith("{")]
+    assert {(line["status"], line["path"]) for line in lines} >= {(401, "/api/things/abc"), (404, "/not-api")}
+
+
+def test_an_unsafe_request_id_is_replaced(keyed_host: str) -> None:
+    response = httpx.post(f"{keyed_host}/api/things/abc", json={}, headers={"x-request-id": "bad id <script>" * 3})
+    assert response.status_code == 401 and response.headers["x-request-id"] != "bad id"
+    assert " " not in response.headers["x-request-id"]
+
+
+def test_trailing_slash_reaches_the_function(open_host: str) -> None:
+    assert httpx.get(f"{open_host}/api/async/5/").text == "n=5"
+
+
+def test_body_over_the_limit_is_413(open_host: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import triggers.localhost.http as host_http
+
+    monkeypatch.setattr(host_http, "MAX_BODY_BYTES", 1000)
+    assert httpx.post(f"{open_host}/api/size", content=b"x" * 1000).text == "1000"
+    response = httpx.post(f"{open_host}/api/size", content=b"x" * 1001)
+    assert response.status_code == 413 and response.json()["error"]["code"] == "payload_too_large"
+
+    def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(5):
+            yield b"x" * 400
+
+    streamed = httpx.post(f"{open_host}/api/size", content=chunks())
+    assert streamed.status_code == 413
+
+
+def test_key_is_checked_before_the_body_is_read(keyed_host: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import triggers.localhost.http as host_http
+
+    monkeypatch.setattr(host_http, "MAX_BODY_BYTES", 10)
+    response = httpx.post(f"{keyed_host}/api/things/abc", content=b"x" * 100)
+    assert response.status_code == 401
+
+
+def test_serving_beyond_loopback_without_keys_is_refused() -> None:
+    from core.errors import InvalidSetting
+
+    host = LocalHost(make_app(), LocalHostSettings(local_host_timers=False))
+    with pytest.raises(InvalidSetting, match="without keys"):
+        host.serve(bind="0.0.0.0", port=1)

@@ -38,7 +38,12 @@ class ReceivedMessage:
 
 
 class MessageSource(Protocol):
-    """The seam a queue transport implements for the local host."""
+    """The seam a queue transport implements for the local host.
+
+    A received message stays invisible to other workers until it is completed or abandoned, or until the
+    transport's visibility timeout expires; that timeout must exceed the longest function run (Azure:
+    host.json's maxAutoLockRenewalDuration), or a long task is delivered again while it still runs.
+    """
 
     def receive(self, queue_name: str, max_messages: int, max_wait_seconds: float) -> Sequence[ReceivedMessage]: ...
 
@@ -106,11 +111,19 @@ class QueueWorker(threading.Thread):
                 self._handle(message)
 
     def _handle(self, message: ReceivedMessage) -> None:
+        """Run the function; settle the message (complete or abandon) without ever killing the worker."""
         queue = self.function.queue_name
         try:
             invoke(self.function.fn, self.function.arg_name, to_servicebus_message(message))
         except Exception as exc:
             log.exception("function %s failed on message %s", self.function.name, message.message_id)
-            self.source.abandon(queue, message, f"{type(exc).__name__}: {exc}")
+            self._settle(self.source.abandon, queue, message, f"{type(exc).__name__}: {exc}")
             return
-        self.source.complete(queue, message)
+        self._settle(self.source.complete, queue, message)
+
+    def _settle(self, action: Any, *args: Any) -> None:
+        # A message left unsettled comes back when its lock or visibility timeout expires: at-least-once.
+        try:
+            action(*args)
+        except Exception:
+            log.exception("settling message on %s failed; it will be delivered again", self.function.queue_name)

@@ -77,7 +77,8 @@ def read_functions(app: func.FunctionApp) -> FunctionTable:
             level = trigger.auth_level or default_level
             table.http.append(HttpFunction(name, str(trigger.route or name), methods, level, trigger.name, fn))
         elif kind == "timerTrigger":
-            table.timers.append(TimerFunction(name, trigger.schedule, bool(trigger.run_on_startup), trigger.name, fn))
+            schedule = resolve_setting_refs(trigger.schedule)
+            table.timers.append(TimerFunction(name, schedule, bool(trigger.run_on_startup), trigger.name, fn))
         elif kind == "serviceBusTrigger":
             queue = resolve_setting_refs(trigger.queue_name)
             table.queues.append(QueueFunction(name, queue, trigger.name, fn))

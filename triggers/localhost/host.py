@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import os
+import signal
 import threading
 from collections.abc import AsyncIterator
 from typing import Any
@@ -12,6 +14,7 @@ from typing import Any
 import azure.functions as func
 from starlette.applications import Starlette
 
+from core.errors import InvalidSetting
 from core.settings import LocalHostSettings
 from triggers.localhost.background import MessageSource, QueueWorker, TimerRunner
 from triggers.localhost.functions import FunctionTable, read_functions
@@ -87,9 +90,15 @@ class LocalHost:
         """Serve HTTP (and background triggers) until interrupted."""
         import uvicorn
 
+        host = bind or self.settings.local_host_bind
+        if not self.keys.enforced and not _is_loopback(host):
+            raise InvalidSetting(
+                f"refusing to serve on {host} without keys: ADMIN endpoints would be open to the network; "
+                "set LOCAL_HOST_MASTER_KEY (and LOCAL_HOST_FUNCTION_KEYS) or bind to 127.0.0.1"
+            )
         config = uvicorn.Config(
             self.asgi_app(),
-            host=bind or self.settings.local_host_bind,
+            host=host,
             port=port or self.settings.local_host_port,
             access_log=False,
             log_level="warning",
@@ -98,7 +107,8 @@ class LocalHost:
         uvicorn.Server(config).run()
 
     def run_workers(self) -> None:
-        """Worker-only mode: timers and queue workers, no HTTP, until interrupted."""
+        """Worker-only mode: timers and queue workers, no HTTP, until SIGINT or SIGTERM (docker stop)."""
+        signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
         self.start_background()
         try:
             while not self._stop.wait(1.0):
@@ -107,3 +117,10 @@ class LocalHost:
             pass
         finally:
             self.stop_background()
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"

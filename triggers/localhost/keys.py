@@ -36,11 +36,12 @@ class KeyRing:
             return True
         if not presented:
             return False
-        if self.master_key and hmac.compare_digest(presented, self.master_key):
+        given = presented.encode()  # bytes: compare_digest refuses non-ASCII str
+        if self.master_key and hmac.compare_digest(given, self.master_key.encode()):
             return True
         if auth_level == func.AuthLevel.ADMIN:
             return False
-        return any(hmac.compare_digest(presented, key) for key in self.function_keys)
+        return any(hmac.compare_digest(given, key.encode()) for key in self.function_keys)
 
 
 def presented_key(headers: dict[str, str], query: dict[str, str]) -> str | None:

@@ -10,6 +10,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from starlette.convertors import Convertor, register_url_convertor
+
+_RESERVED_PREFIXES = ("admin", "runtime")  # the Functions host keeps these for itself
 _PARAM = re.compile(r"^\{(?P<star>\*)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::(?P<constraint>[^}?]+))?(?P<opt>\?)?\}$")
 _RANK_LITERAL, _RANK_CONSTRAINED, _RANK_PARAM, _RANK_CATCH_ALL = 0, 1, 2, 3
 
@@ -23,6 +26,37 @@ class RoutePattern:
     rank: tuple[int, ...]
 
 
+class _Pattern(Convertor[str]):
+    """A route constraint as a Starlette convertor; the value stays a string, as Azure passes it."""
+
+    regex = ""
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return str(value)
+
+
+def _convertor(name: str, regex: str) -> str:
+    convertor = type(f"{name}_convertor", (_Pattern,), {"regex": regex})()
+    register_url_convertor(f"az_{name}", convertor)
+    return f"az_{name}"
+
+
+_NUMBER = _convertor("int", r"-?[0-9]+")
+_CONSTRAINTS = {
+    "int": _NUMBER,
+    "long": _NUMBER,
+    "double": _convertor("double", r"-?[0-9]+(?:\.[0-9]+)?"),
+    "float": _convertor("float", r"-?[0-9]+(?:\.[0-9]+)?"),
+    "decimal": _convertor("decimal", r"-?[0-9]+(?:\.[0-9]+)?"),
+    "bool": _convertor("bool", r"(?i:true|false)"),
+    "alpha": _convertor("alpha", r"[A-Za-z]+"),
+    "guid": _convertor("guid", r"\{?[0-9A-Fa-f]{8}-?(?:[0-9A-Fa-f]{4}-?){3}[0-9A-Fa-f]{12}\}?"),
+}
+
+
 def _segment(segment: str) -> tuple[str, int, bool]:
     """(starlette segment, precedence rank, optional?) for one template segment."""
     match = _PARAM.match(segment)
@@ -33,14 +67,21 @@ def _segment(segment: str) -> tuple[str, int, bool]:
     name, constraint = match.group("name"), (match.group("constraint") or "").lower()
     if match.group("star"):
         return "{" + name + ":path}", _RANK_CATCH_ALL, False
-    if constraint == "int":
-        return "{" + name + ":int}", _RANK_CONSTRAINED, bool(match.group("opt"))
-    return "{" + name + "}", _RANK_PARAM, bool(match.group("opt"))
+    if not constraint:
+        return "{" + name + "}", _RANK_PARAM, bool(match.group("opt"))
+    if constraint not in _CONSTRAINTS:
+        supported = ", ".join(sorted(_CONSTRAINTS))
+        raise ValueError(f"route constraint {constraint!r} in {segment!r} is not supported here (use {supported})")
+    return "{" + name + ":" + _CONSTRAINTS[constraint] + "}", _RANK_CONSTRAINED, bool(match.group("opt"))
 
 
 def to_patterns(template: str, prefix: str = "api") -> list[RoutePattern]:
     """The Starlette paths serving ``template``; an optional last parameter gives two paths."""
     segments = [s for s in template.strip("/").split("/") if s]
+    if segments and segments[0].lower() in _RESERVED_PREFIXES:
+        raise ValueError(
+            f"route {template!r}: routes starting with {segments[0]!r}/ are reserved by the Functions host"
+        )
     parts: list[str] = []
     ranks: list[int] = []
     patterns: list[RoutePattern] = []
