@@ -165,6 +165,7 @@ class Cluster:
         """Run initdb once, with trust on loopback and the project's server settings."""
         if self.initialized:
             return
+        print(f"[devstack] initialising a new PostgreSQL cluster in {self.data_dir}", flush=True)
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             _check_traversable_by("postgres", self.data_dir)

@@ -53,6 +53,9 @@ class AppContext:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+            if self._storage is not None:
+                self._storage.close()
+                self._storage = None
 
 
 _context: AppContext | None = None

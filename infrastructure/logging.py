@@ -37,13 +37,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+LOGGERS = ("geoetl", "core", "jobs", "services", "infrastructure", "triggers")
+
+
+def set_levels(level: str = "INFO") -> None:
+    """The level of the project's loggers (in Azure the Functions host owns the handlers)."""
+    for name in LOGGERS:
+        logging.getLogger(name).setLevel(level.upper())
+
+
 def configure_logging(level: str = "INFO") -> None:
-    """JSON lines on stderr for the root logger; idempotent."""
+    """JSON lines on stderr for the root logger (local host and tools); idempotent."""
     root = logging.getLogger()
     if not any(isinstance(h.formatter, JsonFormatter) for h in root.handlers):
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
         root.addHandler(handler)
     root.setLevel(logging.WARNING)
-    for name in ("geoetl", "core", "jobs", "services", "infrastructure", "triggers"):
-        logging.getLogger(name).setLevel(level.upper())
+    set_levels(level)

@@ -47,7 +47,7 @@ def host_process(fresh_db: DatabaseSettings, tmp_path: Path) -> Iterator[tuple[s
     port = free_port()
     env = {
         **os.environ,
-        "PGHOST": fresh_db.pghost,
+        "PGHOST": fresh_db.host,
         "PGPORT": str(fresh_db.pgport),
         "PGDATABASE": fresh_db.pgdatabase,
         "PGUSER": fresh_db.pguser,
@@ -131,3 +131,39 @@ def test_devstack_run_on_a_busy_port_says_so() -> None:
         )
     assert done.returncode == 2
     assert f"port {port} is taken by another program" in done.stderr
+
+
+def test_make_run_reuses_its_stack_and_ctrl_c_stops_the_database_it_started(tmp_path: Path) -> None:
+    """`python -m devstack run` (what `make run` runs) with a stack of its own: first run, Ctrl-C, second run."""
+    from devstack.postgres import port_in_use
+    from tests.helpers.scratch import server_scratch_dir
+
+    with server_scratch_dir("stack-") as stack_dir:
+        pg_port, api_port = free_port(), free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "LOCAL_"))}
+        env |= {"PGPORT": str(pg_port), "LOCAL_STACK_DIR": str(stack_dir), "STORAGE_LOCAL_ROOT": str(tmp_path)}
+        outputs = []
+        for _ in range(2):
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "devstack", "run", "--port", str(api_port)],
+                cwd=PROJECT_ROOT,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            try:
+                wait_until_serving(f"http://127.0.0.1:{api_port}/api/ping", proc, timeout=120)
+                health = httpx.get(f"http://127.0.0.1:{api_port}/api/health", timeout=30)
+                assert health.status_code == 200, health.text
+            finally:
+                stdout, stderr = stop(proc)
+            assert proc.returncode == 0, stderr
+            assert "stopping the PostgreSQL it started" in stdout
+            assert not port_in_use(pg_port), "Ctrl-C must stop the database that run started"
+            outputs.append(stdout)
+        version_file = stack_dir / "postgres" / "PG_VERSION"
+        assert version_file.exists(), "the cluster lives in LOCAL_STACK_DIR/postgres"
+        assert all(f"http://127.0.0.1:{api_port}/api" in out for out in outputs)
+        assert "initialising a new PostgreSQL cluster" in outputs[0]
+        assert "initialising" not in outputs[1], "a second run reuses what the first one built"

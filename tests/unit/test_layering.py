@@ -39,6 +39,13 @@ def test_layer_imports_only_what_it_may(layer: str) -> None:
     assert {k: v for k, v in offences.items() if v} == {}
 
 
+def test_triggers_reach_the_database_only_through_services_or_the_context() -> None:
+    for path in (PROJECT_ROOT / "triggers").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        modules = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        assert not any(m.startswith("infrastructure.db") for m in modules), path
+
+
 def test_http_triggers_contain_no_sql() -> None:
     keywords = ("SELECT ", "INSERT ", "UPDATE ", "DELETE FROM", "CREATE TABLE")
     for path in (PROJECT_ROOT / "triggers").rglob("*.py"):
