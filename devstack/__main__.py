@@ -12,8 +12,9 @@ from pydantic import ValidationError
 
 from core.errors import GeoetlError
 from core.settings import PROJECT_ROOT, SETTINGS_CLASSES, Settings, get_settings
-from devstack.postgres import StackError, port_in_use
+from devstack.errors import StackError
 from devstack.stack import StackState, destroy, down, embedded_cluster, up
+from devstack.system import port_in_use
 from infrastructure.logging import configure_logging
 from triggers.localhost.keys import KeyRing
 from triggers.localhost.settings_file import apply_local_settings

@@ -27,6 +27,7 @@ from pathlib import Path
 from types import TracebackType
 
 from core.settings import PROJECT_ROOT
+from devstack.system import apt_install, can_apt_install
 
 AZURITE_VERSION = "3.35.0"
 INSTALL_DIR = PROJECT_ROOT / ".local" / "azurite"
@@ -68,6 +69,9 @@ def install(install_dir: Path = INSTALL_DIR, version: str = AZURITE_VERSION) -> 
     if installed_version(install_dir) == version and blob_script(install_dir).is_file():
         return blob_script(install_dir)
     npm = shutil.which("npm")
+    if npm is None and can_apt_install():
+        apt_install("nodejs", "npm")
+        npm = shutil.which("npm")
     if npm is None:
         raise AzuriteError(
             "npm was not found on PATH; Azurite needs Node.js 20+ and npm "

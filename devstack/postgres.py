@@ -13,10 +13,12 @@ import hashlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from devstack.errors import StackError
+from devstack.system import apt_install, can_apt_install, port_in_use
 
 SUPERUSER = "geoetl"
 SERVER_CONF = {
@@ -28,10 +30,6 @@ SERVER_CONF = {
     "log_min_messages": "warning",
     "log_min_duration_statement": "-1",
 }
-
-
-class StackError(RuntimeError):
-    """A step of the local stack cannot be done; the message says what to do."""
 
 
 def find_bindir(preferred: Path | None = None) -> Path:
@@ -60,24 +58,10 @@ def ensure_server(preferred: Path | None = None) -> Path:
     try:
         return find_bindir(preferred)
     except StackError:
-        if shutil.which("apt-get") is None or os.geteuid() != 0:
+        if not can_apt_install():
             raise
-    _apt_install("postgresql", "postgresql-contrib")
+    apt_install("postgresql", "postgresql-contrib")
     return find_bindir(preferred)
-
-
-def _apt_install(*packages: str) -> None:
-    apt = shutil.which("apt-get") or "apt-get"
-    print(f"[devstack] installing {' '.join(packages)} with apt-get ...", flush=True)
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = [apt, "install", "-y", "-q", *packages]
-    if subprocess.run(install, env=env, check=False, capture_output=True).returncode != 0:
-        subprocess.run([apt, "update", "-q"], env=env, check=True, capture_output=True)
-        done = subprocess.run(install, env=env, check=False, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise StackError(
-                f"apt-get install {' '.join(packages)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
-            )
 
 
 def server_major(bindir: Path) -> int:
@@ -105,15 +89,9 @@ def ensure_postgis(bindir: Path) -> None:
             f"sudo apt-get install -y {package}" if apt else "brew install postgis (macOS) or your OS's PostGIS package"
         )
         raise StackError(f"PostGIS is not installed for PostgreSQL at {bindir}. Install it: {how}")
-    _apt_install(package)
+    apt_install(package)
     if not control.exists():
         raise StackError(f"{package} was installed but {control} is still missing")
-
-
-def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex((host, port)) == 0
 
 
 @dataclass

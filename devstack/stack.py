@@ -11,7 +11,8 @@ import psycopg
 from psycopg import sql
 
 from core.settings import DatabaseSettings, Settings, StackSettings
-from devstack.postgres import Cluster, StackError, ensure_postgis, ensure_server, server_dir
+from devstack.errors import StackError
+from devstack.postgres import Cluster, ensure_postgis, ensure_server, server_dir
 from infrastructure.db.database import connect
 from infrastructure.db.setup import setup_database
 

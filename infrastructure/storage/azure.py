@@ -2,12 +2,15 @@
 
 SDK exceptions are translated here, once: not found → BlobNotFound/ContainerNotFound,
 already exists → Conflict, network, throttling, server and authentication failures →
-StorageUnavailable (retryable).
+StorageUnavailable (retryable). Messages never quote secrets: account keys, SAS
+signatures and bearer tokens are redacted, and an SDK exception whose text holds one
+is not chained (it would be printed in logged tracebacks).
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, ClassVar
@@ -35,6 +38,7 @@ from core.errors import (
     StorageUnavailable,
 )
 from infrastructure.storage.base import BlobPage, BlobProperties, BlobStore, GdalPath, guess_content_type
+from infrastructure.storage.names import show_name
 
 STORAGE_SCOPE = "https://storage.azure.com/.default"
 PUBLIC_SUFFIX = "blob.core.windows.net"
@@ -44,6 +48,33 @@ DEVELOPMENT_STORAGE = (
     "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;"
     "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
 )
+# Secrets that SDK, HTTP library and service messages may quote: account keys and SAS tokens (connection
+# strings), SAS signatures (URLs), bearer tokens (headers) and request signatures (Azure's 403 details).
+_SECRETS = (
+    (re.compile(r"(?i)\b(sig|AccountKey|SharedAccessSignature|SharedAccessKey)=[^&;\s'\"<>]*"), r"<\1 redacted>"),
+    (re.compile(r"(?i)\b(Bearer)\s+[^\s'\",;]+"), r"\1 <redacted>"),
+    (re.compile(r"(?i)(signature found in the HTTP request )'[^']*'"), r"\1'<redacted>'"),
+)
+
+
+def redact(text: str) -> str:
+    """``text`` with account keys, SAS signatures and tokens replaced by ``<redacted>``."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _quotes_secret(exc: BaseException) -> bool:
+    """Whether the text of ``exc``, or of an exception it chains, holds something ``redact`` removes."""
+    current: BaseException | None = exc
+    for _ in range(10):  # chains are short; never loop on a cycle
+        if current is None:
+            return False
+        text = str(current)
+        if redact(text) != text:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _utc(moment: datetime | None) -> datetime:
@@ -59,7 +90,7 @@ def _quoted(etag: str | None) -> str:
 
 
 def _where(container: str, name: str | None) -> str:
-    return f"container {container!r}" if name is None else f"blob {name!r} in container {container!r}"
+    return f"container {container!r}" if name is None else f"blob {show_name(name)} in container {container!r}"
 
 
 def translate_error(exc: AzureError, container: str, name: str | None = None) -> GeoetlError:
@@ -72,7 +103,7 @@ def translate_error(exc: AzureError, container: str, name: str | None = None) ->
     if isinstance(exc, ResourceNotFoundError) or status == 404:
         if name is None or code == "ContainerNotFound":
             return ContainerNotFound(f"container {container!r} does not exist", **details)
-        return BlobNotFound(f"blob {name!r} not found in container {container!r}", **details)
+        return BlobNotFound(f"blob {show_name(name)} not found in container {container!r}", **details)
     if isinstance(exc, ResourceExistsError):
         what = "it already exists" if code.endswith("AlreadyExists") else f"conflict ({code or reason})"
         return Conflict(f"cannot write {_where(container, name)}: {what}", **details)
@@ -88,7 +119,7 @@ def translate_error(exc: AzureError, container: str, name: str | None = None) ->
         return InvalidInput(f"Azure Storage rejected the request for {_where(container, name)} ({code})", **details)
     if isinstance(exc, HttpResponseError) and status is not None and status < 500 and status not in (408, 429):
         return GeoetlError(f"Azure Storage answered {status} for {_where(container, name)} ({code})", **details)
-    message = str(getattr(exc, "message", None) or exc).strip().splitlines()
+    message = redact(str(getattr(exc, "message", None) or exc)).strip().splitlines()
     reason = f"{reason}: {message[0][:300]}" if message and message[0] != reason else reason
     return StorageUnavailable(f"Azure Storage is unavailable for {_where(container, name)} ({reason})", **details)
 
@@ -118,7 +149,8 @@ class AzureBlobStore(BlobStore):
         self.account_name: str = service.account_name or _account_from_url(service.url)
 
     def __repr__(self) -> str:
-        return f"AzureBlobStore(account={self.account_name!r}, url={self._service.url!r})"
+        url = self._service.url.split("?", 1)[0]  # without a SAS token
+        return f"AzureBlobStore(account={self.account_name!r}, url={url!r})"
 
     @classmethod
     def from_connection_string(cls, connection_string: str, **client_options: Any) -> AzureBlobStore:
@@ -128,7 +160,7 @@ class AzureBlobStore(BlobStore):
         try:
             service = BlobServiceClient.from_connection_string(connection_string, **client_options)
         except ValueError as exc:
-            raise InvalidSetting(f"invalid Azure Storage connection string: {exc}") from exc
+            raise InvalidSetting(f"invalid Azure Storage connection string: {redact(str(exc))}") from None
         return cls(service, connection_string=connection_string)
 
     @classmethod
@@ -163,7 +195,10 @@ class AzureBlobStore(BlobStore):
         try:
             yield
         except AzureError as exc:
-            raise translate_error(exc, container, name) from exc
+            error = translate_error(exc, container, name)
+            if _quotes_secret(exc):
+                raise error from None
+            raise error from exc
 
     def _blob(self, container: str, name: str) -> BlobClient:
         return self._service.get_blob_client(container, name)

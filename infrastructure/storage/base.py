@@ -98,7 +98,7 @@ class BlobStore(ABC):
     def list_blobs(
         self, container: str, prefix: str = "", *, page_size: int = 1000, continuation_token: str | None = None
     ) -> BlobPage:
-        """One page of blobs whose names start with ``prefix``, sorted by name."""
+        """One page of blobs whose names start with ``prefix``, in name order (Azure's: by UTF-16 code units)."""
         validate_container_name(container)
         validate_blob_prefix(prefix)
         validate_page_size(page_size)
@@ -108,7 +108,7 @@ class BlobStore(ABC):
             return self._list_blobs(container, prefix, page_size, continuation_token or None)
 
     def iter_blobs(self, container: str, prefix: str = "", *, page_size: int = 1000) -> Iterator[BlobProperties]:
-        """Every blob whose name starts with ``prefix``, sorted by name, fetched page by page."""
+        """Every blob whose name starts with ``prefix``, in name order, fetched page by page."""
         validate_container_name(container)  # now, not at the first next()
         validate_blob_prefix(prefix)
         validate_page_size(page_size)

@@ -6,14 +6,17 @@ content type: it is always guessed from the name's extension (the ``content_type
 argument is accepted for interface parity and ignored). Being a filesystem, a
 name cannot be both a blob and a folder (``a`` and ``a/b``): that raises Conflict.
 Symbolic links are not listed and are never followed outside the container.
+Listings come in Azure's order (see ``_order``) and read only the folders that can
+hold the requested page; only the blobs of the page are stat'ed.
 """
 
 from __future__ import annotations
 
-import bisect
 import contextlib
 import errno
 import hashlib
+import heapq
+import itertools
 import os
 import shutil
 import stat
@@ -23,12 +26,25 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO, ClassVar
 
-from core.errors import BlobNotFound, Conflict, ContainerNotFound, Forbidden, InvalidBlobName, StorageUnavailable
+from core.errors import (
+    BlobNotFound,
+    Conflict,
+    ContainerNotFound,
+    Forbidden,
+    GeoetlError,
+    InvalidBlobName,
+    StorageUnavailable,
+)
 from infrastructure.storage.base import CHUNK_SIZE, BlobPage, BlobProperties, BlobStore, GdalPath, guess_content_type
+from infrastructure.storage.names import show_name
 
 TEMP_PREFIX = ".~geoetl-"
 TEMP_SUFFIX = ".tmp"
 _LINK_UNSUPPORTED = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS}
+# The filesystem refuses the name itself (too long a path, a character it cannot store): never worth a retry.
+_NAME_REFUSED = {errno.ENAMETOOLONG, errno.EINVAL}
+# One listing entry: (sort key, blob name or folder name ending in '/', filesystem path, is a folder).
+_Entry = tuple[bytes, str, str, bool]
 
 
 def _is_temp(filename: str) -> bool:
@@ -47,7 +63,78 @@ def _mtime(st: os.stat_result) -> datetime:
 
 
 def _blob_not_found(container: str, name: str) -> BlobNotFound:
-    return BlobNotFound(f"blob {name!r} not found in container {container!r}", container=container, blob=name)
+    return BlobNotFound(f"blob {show_name(name)} not found in container {container!r}", container=container, blob=name)
+
+
+def _translate_os_error(exc: OSError, container: str, name: str | None) -> GeoetlError:
+    """InvalidBlobName when the filesystem refuses the blob's name, else StorageUnavailable."""
+    reason = exc.strerror or type(exc).__name__  # never str(exc): it holds the whole path
+    if name is not None and exc.errno in _NAME_REFUSED:
+        problem = f"the local filesystem cannot store this name ({reason})"
+        return InvalidBlobName(
+            f"invalid blob name {show_name(name)}: {problem}", container=container, blob=name, problem=problem
+        )
+    where = container if name is None else f"{container}/{name}"
+    return StorageUnavailable(f"local storage failed for {show_name(where)}: {reason}", container=container, blob=name)
+
+
+def _order(name: str) -> bytes:
+    """The sort key of listings: UTF-16 code units, as Azure (and Azurite) order blob names.
+
+    This is code point order except that characters above U+FFFF sort before U+E000-U+FFFF.
+    """
+    return name.encode("utf-16-be", "surrogatepass")
+
+
+def _prefix_folder(base: Path, prefix: str) -> tuple[str, str] | None:
+    """The deepest folder the prefix names in full (``a/b/`` of ``a/b/c``): (path, name); None if absent.
+
+    Each step is lstat'ed, so a symbolic link or a blob on the way means no match rather than a detour.
+    """
+    folder = prefix[: prefix.rfind("/") + 1]
+    path = base
+    for part in folder.split("/")[:-1]:
+        path = path / part
+        try:
+            st = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as exc:
+            if exc.errno in _NAME_REFUSED:  # a segment no blob name can have
+                return None
+            raise
+        if not stat.S_ISDIR(st.st_mode):
+            return None
+    return str(path), folder
+
+
+def _entries(directory: str, folder: str, prefix: str, after: bytes | None) -> list[_Entry]:
+    """The entries of one folder that may be listed, as a heap (heapify is linear: no full sort per page).
+
+    A file must start with ``prefix`` and sort after ``after``. A sub-folder ``d`` is named ``d/``
+    here, which is how its blobs sort against its siblings (``a-x`` < ``a/b`` < ``a0``); it is kept
+    when it can hold names that start with ``prefix`` and sort after ``after``.
+    """
+    try:
+        scan = os.scandir(directory)
+    except (FileNotFoundError, NotADirectoryError):  # removed since its parent was read
+        return []
+    kept: list[_Entry] = []
+    with scan:
+        for entry in scan:
+            if entry.is_dir(follow_symlinks=False):
+                name = folder + entry.name + "/"
+                key = _order(name)
+                wanted = name.startswith(prefix) or prefix.startswith(name)
+                if wanted and (after is None or key > after or after.startswith(key)):
+                    kept.append((key, name, entry.path, True))
+            elif entry.is_file(follow_symlinks=False) and not _is_temp(entry.name):
+                name = folder + entry.name
+                key = _order(name)
+                if name.startswith(prefix) and (after is None or key > after):
+                    kept.append((key, name, entry.path, False))
+    heapq.heapify(kept)
+    return kept
 
 
 class LocalBlobStore(BlobStore):
@@ -66,10 +153,7 @@ class LocalBlobStore(BlobStore):
         try:
             yield
         except OSError as exc:
-            where = container if name is None else f"{container}/{name}"
-            raise StorageUnavailable(
-                f"local storage failed for {where!r}: {exc.strerror or exc}", container=container, blob=name
-            ) from exc
+            raise _translate_os_error(exc, container, name) from exc
 
     # -- paths --------------------------------------------------------------------------------
 
@@ -81,10 +165,13 @@ class LocalBlobStore(BlobStore):
         if name is None:
             return base
         if _is_temp(name.rsplit("/", 1)[-1]):
-            raise InvalidBlobName(f"invalid blob name {name!r}: the name is reserved for local temporary files")
+            problem = "the name is reserved for local temporary files"
+            raise InvalidBlobName(f"invalid blob name {show_name(name)}: {problem}", blob=name, problem=problem)
         path = base / name
         if not path.resolve().is_relative_to(base.resolve()):
-            raise Forbidden(f"blob {name!r} resolves outside container {container!r}", container=container, blob=name)
+            raise Forbidden(
+                f"blob {show_name(name)} resolves outside container {container!r}", container=container, blob=name
+            )
         return path
 
     def _blob_path(self, container: str, name: str) -> Path:
@@ -112,37 +199,40 @@ class LocalBlobStore(BlobStore):
         base = self._path(container)
         if not base.is_dir():
             raise ContainerNotFound(f"container {container!r} does not exist", container=container)
-        names = sorted(self._scan(base, prefix))
-        start = bisect.bisect_right(names, token) if token else 0
-        chosen = names[start : start + page_size]
-        items: list[BlobProperties] = []
-        for name in chosen:
-            try:
-                items.append(self._props(container, name, os.stat(base / name)))
-            except FileNotFoundError:  # deleted since the scan
-                continue
-        more = start + page_size < len(names)
-        return BlobPage(tuple(items), chosen[-1] if more and chosen else None)
+        found = list(itertools.islice(self._scan(base, prefix, token), page_size + 1))  # one more: is there more?
+        page = found[:page_size]
+        items = [props for name, path in page if (props := self._listed(container, name, path)) is not None]
+        return BlobPage(tuple(items), page[-1][0] if len(found) > page_size else None)
+
+    def _listed(self, container: str, name: str, path: str) -> BlobProperties | None:
+        """The properties of a listed blob; None if it is gone (or no longer a file) since the scan."""
+        try:
+            st = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return self._props(container, name, st) if stat.S_ISREG(st.st_mode) else None
 
     @staticmethod
-    def _scan(base: Path, prefix: str) -> Iterator[str]:
-        """Names of the regular files under ``base`` starting with ``prefix``; nothing is stat'ed."""
-        stack = [(str(base), "")]
+    def _scan(base: Path, prefix: str, after: str | None) -> Iterator[tuple[str, str]]:
+        """(name, path) of the regular files under ``base`` named ``prefix...`` and sorting after ``after``.
+
+        Lazily, in listing order: a folder is read only when the walk reaches it, and folders that
+        cannot hold such names are skipped. Nothing is stat'ed.
+        """
+        start = _prefix_folder(base, prefix)
+        if start is None:
+            return
+        bound = None if after is None else _order(after)
+        stack = [_entries(start[0], start[1], prefix, bound)]  # a heap per folder being walked
         while stack:
-            directory, relative = stack.pop()
-            try:
-                entries = os.scandir(directory)
-            except (FileNotFoundError, NotADirectoryError):
+            if not stack[-1]:
+                stack.pop()
                 continue
-            with entries:
-                for entry in entries:
-                    key = relative + entry.name
-                    if entry.is_dir(follow_symlinks=False):
-                        folder = key + "/"
-                        if folder.startswith(prefix) or prefix.startswith(folder):
-                            stack.append((entry.path, folder))
-                    elif key.startswith(prefix) and entry.is_file(follow_symlinks=False) and not _is_temp(entry.name):
-                        yield key
+            _, name, path, is_folder = heapq.heappop(stack[-1])
+            if is_folder:  # all its names sort before the rest of its parent's entries: walk them first
+                stack.append(_entries(path, name, prefix, bound))
+            else:
+                yield name, path
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -207,6 +297,7 @@ class LocalBlobStore(BlobStore):
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temp)
+            self._prune(target.parent, self._path(container))  # folders made for this blob only
             raise
         return self._props(container, name, os.stat(target))
 
@@ -218,8 +309,8 @@ class LocalBlobStore(BlobStore):
                 target.parent.mkdir(parents=True, exist_ok=True)
             except (FileExistsError, NotADirectoryError) as exc:
                 raise Conflict(
-                    f"blob {name!r} cannot be stored in container {container!r}: a blob on its path is used as a "
-                    "folder name (the local backend cannot hold both 'a' and 'a/b')",
+                    f"blob {show_name(name)} cannot be stored in container {container!r}: a blob on its path is used "
+                    "as a folder name (the local backend cannot hold both 'a' and 'a/b')",
                     container=container,
                     blob=name,
                 ) from exc
@@ -227,18 +318,21 @@ class LocalBlobStore(BlobStore):
                 return tempfile.mkstemp(dir=target.parent, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
             except FileNotFoundError:  # a concurrent delete pruned the empty folder: make it again
                 continue
-        raise StorageUnavailable(f"could not create a temporary file for blob {name!r} in {container!r}")
+        raise StorageUnavailable(f"could not create a temporary file for blob {show_name(name)} in {container!r}")
 
     @staticmethod
     def _commit(temp: str, target: Path, overwrite: bool, container: str, name: str) -> None:
         """Move the finished temporary file into place (atomically refusing to replace unless ``overwrite``)."""
-        exists = Conflict(f"blob {name!r} already exists in container {container!r}", container=container, blob=name)
+        exists = Conflict(
+            f"blob {show_name(name)} already exists in container {container!r}", container=container, blob=name
+        )
         if overwrite:
             try:
                 os.replace(temp, target)
             except IsADirectoryError as exc:
                 raise Conflict(
-                    f"blob {name!r} cannot be stored in container {container!r}: it is a folder of other blobs",
+                    f"blob {show_name(name)} cannot be stored in container {container!r}: "
+                    "it is a folder of other blobs",
                     container=container,
                     blob=name,
                 ) from exc

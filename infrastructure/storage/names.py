@@ -1,39 +1,53 @@
 """Validation of container and blob names, done before any storage I/O.
 
 Blob names are relative, ``/``-separated paths that are safe on both backends:
-no absolute paths, no ``.``/``..``/empty segments, no backslashes or control
-characters. Container names follow Azure's rules.
+no absolute paths, no ``.``/``..``/empty segments, no segment longer than a file
+name may be on common filesystems (255 UTF-8 bytes), no backslashes, and no
+control, format (e.g. bidi override) or line/paragraph separator characters.
+Container names follow Azure's rules.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 
 from core.errors import InvalidBlobName, InvalidInput
 
 MAX_BLOB_NAME_LENGTH = 1024
+MAX_SEGMENT_BYTES = 255  # the longest file or folder name on common filesystems (ext4, XFS, APFS, NTFS...)
 MAX_PAGE_SIZE = 5000  # Azure's largest listing page
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Unicode categories refused anywhere in a name: controls (C0 and C1), invisible format characters
+# (bidi overrides, zero-width characters, BOM...), and the line and paragraph separators.
+_REFUSED_CATEGORIES = {
+    "Cc": "control character",
+    "Cf": "invisible format character",
+    "Zl": "line separator",
+    "Zp": "paragraph separator",
+}
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _CONTAINER = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 _SHOWN = 80
 
 
-def _show(name: str) -> str:
-    """The name for an error message, shortened when very long."""
+def show_name(name: str) -> str:
+    """The name for an error message (quoted), shortened when very long."""
     return repr(name if len(name) <= _SHOWN else name[:_SHOWN] + "...")
 
 
 def _blob_error(name: str, problem: str) -> InvalidBlobName:
-    return InvalidBlobName(f"invalid blob name {_show(name)}: {problem}", name=name[:_SHOWN], problem=problem)
+    return InvalidBlobName(f"invalid blob name {show_name(name)}: {problem}", name=name[:_SHOWN], problem=problem)
 
 
 def _text_problem(text: str) -> str | None:
-    """A problem shared by blob names and prefixes (control characters, backslashes, encoding)."""
-    control = _CONTROL.search(text)
-    if control:
-        return f"contains the control character U+{ord(control.group()):04X} at position {control.start()}"
+    """A problem shared by blob names and prefixes (refused characters, backslashes, encoding)."""
+    for position, char in enumerate(text):
+        kind = _REFUSED_CATEGORIES.get(unicodedata.category(char))
+        if kind is not None:
+            label = unicodedata.name(char, "")
+            label = f" ({label})" if label else ""
+            return f"contains the {kind} U+{ord(char):04X}{label} at position {position}"
     if "\\" in text:
         return "contains a backslash ('\\'); use '/' to separate path segments"
     try:
@@ -51,6 +65,7 @@ def _path_problem(name: str) -> str | None:
         return "is an absolute path (starts with a drive letter)"
     if name.endswith("/"):
         return "ends with '/'"
+    position = 0
     for segment in name.split("/"):
         if segment == "":
             return "has an empty path segment ('//')"
@@ -58,6 +73,13 @@ def _path_problem(name: str) -> str | None:
             return "has a '..' path segment"
         if segment == ".":
             return "has a '.' path segment"
+        size = len(segment.encode("utf-8", "surrogatepass"))
+        if size > MAX_SEGMENT_BYTES:
+            return (
+                f"has a path segment of {size} UTF-8 bytes at position {position}; at most {MAX_SEGMENT_BYTES} "
+                "are allowed per segment (the longest file or folder name on common filesystems)"
+            )
+        position += len(segment) + 1
     if name.endswith("."):
         return "ends with '.' (Azure drops trailing dots)"
     return None
@@ -92,7 +114,7 @@ def validate_blob_prefix(prefix: str) -> str:
         problem = _text_problem(prefix)
     if problem:
         raise InvalidBlobName(
-            f"invalid blob prefix {_show(prefix)}: {problem}", prefix=prefix[:_SHOWN], problem=problem
+            f"invalid blob prefix {show_name(prefix)}: {problem}", prefix=prefix[:_SHOWN], problem=problem
         )
     return prefix
 
@@ -112,7 +134,9 @@ def validate_container_name(name: str) -> str:
         problem = "must not contain consecutive hyphens ('--')"
     if problem or not _CONTAINER.match(name):
         problem = problem or "is not a valid container name"
-        raise InvalidInput(f"invalid container name {_show(name)}: {problem}", container=name[:_SHOWN], problem=problem)
+        raise InvalidInput(
+            f"invalid container name {show_name(name)}: {problem}", container=name[:_SHOWN], problem=problem
+        )
     return name
 
 

@@ -135,7 +135,7 @@ def test_devstack_run_on_a_busy_port_says_so() -> None:
 
 def test_make_run_reuses_its_stack_and_ctrl_c_stops_the_database_it_started(tmp_path: Path) -> None:
     """`python -m devstack run` (what `make run` runs) with a stack of its own: first run, Ctrl-C, second run."""
-    from devstack.postgres import port_in_use
+    from devstack.system import port_in_use
     from tests.helpers.scratch import server_scratch_dir
 
     with server_scratch_dir("stack-") as stack_dir:

@@ -9,8 +9,10 @@ from pathlib import Path
 import pytest
 
 from core.settings import DatabaseSettings
-from devstack.postgres import Cluster, StackError, find_bindir, port_in_use, server_dir, traversable_by
+from devstack.errors import StackError
+from devstack.postgres import Cluster, find_bindir, server_dir, traversable_by
 from devstack.stack import is_embedded
+from devstack.system import port_in_use
 
 
 def test_embedded_means_no_pghost_on_any_port(monkeypatch: pytest.MonkeyPatch) -> None:

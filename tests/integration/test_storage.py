@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
+import random
 import resource
 import signal
 import threading
@@ -18,27 +18,21 @@ import numpy as np
 import pytest
 import rasterio
 from affine import Affine
-from azure.core.credentials import AccessToken
 
 from core.errors import (
     BlobNotFound,
     Conflict,
     ContainerNotFound,
-    Forbidden,
     InvalidBlobName,
     InvalidInput,
-    InvalidSetting,
     StorageUnavailable,
 )
-from core.settings import StorageSettings
 from devstack.azurite import connection_string as azurite_connection_string_for
 from devstack.azurite import free_port
 from infrastructure.storage import (
     AzureBlobStore,
-    BlobProperties,
     BlobStore,
     LocalBlobStore,
-    create_blob_store,
 )
 
 BACKENDS = ["local", "azure"]
@@ -120,6 +114,7 @@ def test_ensure_container_is_idempotent(blob_store: BlobStore) -> None:
         ("nested/deeper/still/blob.json", b'{"a": 1}'),
         ("unicode/ünï cødé 東京.txt", "héllo".encode()),
         ("big/random.bin", os.urandom(3 * 1024 * 1024 + 17)),
+        ("s" * 255 + "/" + "é" * 127 + "x/" + "\U0001f30d" * 63, b"segments of 255, 255 and 252 UTF-8 bytes"),
     ],
 )
 def test_write_read_round_trip(blob_store: BlobStore, container: str, name: str, data: bytes) -> None:
@@ -244,6 +239,39 @@ def _new_container_in(store: BlobStore) -> str:
     return name
 
 
+# Names whose order is easy to get wrong. '/' sorts after ' ', '!', '#', '-' and '.' but before '0', ';'
+# and letters, so the blobs of folder "a/" come between "a.b" and "a0", not where the folder name "a"
+# would sort. Azure orders by UTF-16 code units: characters above U+FFFF come before U+E000-U+FFFF.
+# No name is also a folder (the local backend cannot hold both "a" and "a/b").
+ORDER_NAMES = [
+    *["a b", "a!", "a#", "a-b", "a.b", "a/b-c", "a/b.c", "a/b/c", "a/b/d/e", "a/b0", "a/bc", "a/c"],
+    *["a0", "a;b", "aB", "ab", "a~", "B", "Z/z", "_", "b", "b-", "b.x", "b0/x", "0-", "0/1", "00", "~"],
+    *["é-x", "éa/x", "ü/ö", "東京.tif", "东京/a", "\ue000", "\uff21/b", "\U0001f30dx", "\U0001f30d/y", "\U0001f600"],
+]
+
+
+def _azure_order(names: list[str]) -> list[str]:
+    return sorted(names, key=lambda name: name.encode("utf-16-be"))
+
+
+def test_listing_order_and_paging_agree_with_azure(blob_store: BlobStore, container: str) -> None:
+    assert not [name for name in ORDER_NAMES if any(other.startswith(name + "/") for other in ORDER_NAMES)]
+    expected = _azure_order(ORDER_NAMES)
+    below_e000 = [name for name in expected if all(ord(char) < 0xE000 for char in name)]
+    assert below_e000 == sorted(below_e000)  # Python's sorted() order, as long as no name goes beyond U+DFFF
+    assert expected.index("\U0001f30dx") < expected.index("\ue000") < expected.index("\uff21/b")
+    shuffled = list(ORDER_NAMES)
+    random.Random(7).shuffle(shuffled)
+    _write_many(blob_store, container, shuffled)
+    for page_size in (1, 2, 3, 7, len(expected), 5000):
+        pages = _all_pages(blob_store, container, "", page_size)
+        assert [name for page in pages for name in page] == expected, page_size  # each name once, in order
+        assert all(len(page) == page_size for page in pages[:-1]) and len(pages[-1]) <= page_size
+    for prefix in ("a", "a/", "a/b", "a/b/", "b", "0", "é", "\U0001f30d", "\uff21", "nothing"):
+        flat = [name for page in _all_pages(blob_store, container, prefix, 2) for name in page]
+        assert flat == [name for name in expected if name.startswith(prefix)], prefix
+
+
 def test_listing_shows_blobs_being_written_never(blob_store: BlobStore, container: str) -> None:
     """A reader that lists and reads while a writer overwrites sees only whole versions."""
     versions = [bytes([65 + i]) * (1024 * 1024) for i in range(2)]
@@ -326,6 +354,18 @@ def test_missing_container_raises_container_not_found(blob_store: BlobStore, tmp
     assert blob_store.container_exists(missing) is False
 
 
+def test_long_names_are_shortened_in_error_messages(blob_store: BlobStore, container: str) -> None:
+    name = "/".join(["n" * 200] * 5)  # 1004 characters
+    with pytest.raises(BlobNotFound) as missing:
+        blob_store.read_bytes(container, name)
+    blob_store.write_bytes(container, name, b"x")
+    with pytest.raises(Conflict) as exists:
+        blob_store.write_bytes(container, name, b"y", overwrite=False)
+    for info in (missing, exists):
+        assert len(info.value.message) < 300, info.value.message
+        assert "n" * 100 not in info.value.message
+
+
 BAD_BLOB = "../escape"
 BAD_CONTAINER = "Bad_Container"
 
@@ -381,7 +421,9 @@ def test_unreachable_storage(unreachable_store: BlobStore) -> None:
 
 
 def test_bad_names_on_a_working_store(blob_store: BlobStore, container: str) -> None:
-    for bad in ["", "a//b", "/abs", "C:/x", "a\\b", "a/./b", "dir/", "x\x00", "y" * 1025]:
+    bad_names = ["", "a//b", "/abs", "C:/x", "a\\b", "a/./b", "dir/", "x\x00", "y" * 1025, "z" * 256, "ok/" + "é" * 128]
+    bad_names += ["c1\x85", "bidi\u202etxt.exe", "zero\u200bwidth", "line\u2028", "para\u2029", "\ufeffbom"]
+    for bad in bad_names:
         with pytest.raises(InvalidBlobName):
             blob_store.write_bytes(container, bad, b"x")
     with pytest.raises(InvalidInput, match="access tier"):
@@ -507,125 +549,3 @@ def test_set_access_tier(blob_store: BlobStore, container: str) -> None:
     moved = blob_store.set_access_tier(container, "archive/old.tif", "cool")
     assert moved is (blob_store.backend == "azure")
     assert blob_store.read_bytes(container, "archive/old.tif") == b"x"
-
-
-# -- local backend specifics --------------------------------------------------------------------
-
-
-def test_local_lists_ten_thousand_blobs_by_page(tmp_path: Path) -> None:
-    store = LocalBlobStore(tmp_path / "storage")
-    store.ensure_container("many")
-    names = sorted(f"tiles/{i % 40:02d}/{i:05d}.bin" for i in range(10_050))
-    started = time.monotonic()
-    _write_many(store, "many", names)
-    written = time.monotonic()
-    pages = _all_pages(store, "many", "", 1000)
-    assert [len(page) for page in pages] == [1000] * 10 + [50]
-    assert [name for page in pages for name in page] == names
-    assert _names(store.iter_blobs("many", "tiles/07/", page_size=50)) == [
-        n for n in names if n.startswith("tiles/07/")
-    ]
-    listed = time.monotonic()
-    assert listed - written < 10, f"listing took {listed - written:.1f} s (writing {written - started:.1f} s)"
-
-
-def test_local_never_leaves_the_root(tmp_path: Path) -> None:
-    outside = tmp_path / "outside"
-    outside.mkdir()
-    (outside / "secret.txt").write_bytes(b"secret")
-    store = LocalBlobStore(tmp_path / "storage")
-    store.ensure_container("box")
-    (store.root / "box" / "link").symlink_to(outside, target_is_directory=True)
-    (store.root / "box" / "file-link.txt").symlink_to(outside / "secret.txt")
-    (store.root / "escape").symlink_to(outside, target_is_directory=True)
-    for call in [
-        lambda: store.read_bytes("box", "link/secret.txt"),
-        lambda: store.read_bytes("box", "file-link.txt"),
-        lambda: store.write_bytes("box", "link/new.txt", b"x"),
-        lambda: store.read_bytes("escape", "secret.txt"),
-        lambda: store.ensure_container("escape"),
-    ]:
-        with pytest.raises(Forbidden, match="outside"):
-            call()
-    assert _names(store.iter_blobs("box")) == []
-    assert sorted(p.name for p in outside.iterdir()) == ["secret.txt"]
-
-
-def test_local_blob_and_folder_of_the_same_name_conflict(tmp_path: Path) -> None:
-    store = LocalBlobStore(tmp_path / "storage")
-    store.ensure_container("box")
-    store.write_bytes("box", "a", b"file")
-    with pytest.raises(Conflict, match="folder"):
-        store.write_bytes("box", "a/b", b"nested")
-    store.write_bytes("box", "c/d", b"nested")
-    with pytest.raises(Conflict, match="folder"):
-        store.write_bytes("box", "c", b"file")
-    with pytest.raises(BlobNotFound):
-        store.properties("box", "c")
-    assert _names(store.iter_blobs("box")) == ["a", "c/d"]
-
-
-def test_local_temporary_files_are_invisible_and_reserved(tmp_path: Path) -> None:
-    store = LocalBlobStore(tmp_path / "storage")
-    store.ensure_container("box")
-    store.write_bytes("box", "x/real.txt", b"1")
-    (store.root / "box" / "x" / ".~geoetl-abc.tmp").write_bytes(b"half-written")
-    assert _names(store.iter_blobs("box")) == ["x/real.txt"]
-    with pytest.raises(InvalidBlobName, match="reserved"):
-        store.write_bytes("box", "x/.~geoetl-abc.tmp", b"1")
-
-
-# -- construction -------------------------------------------------------------------------------
-
-
-def test_create_blob_store_from_settings(tmp_path: Path, azurite_connection_string: str) -> None:
-    local = create_blob_store(StorageSettings(storage_backend="local", storage_local_root=tmp_path / "root"))
-    assert isinstance(local, LocalBlobStore) and local.root == (tmp_path / "root").resolve()
-    settings = StorageSettings(storage_backend="azure", azure_storage_connection_string=azurite_connection_string)
-    with create_blob_store(settings) as azure:
-        assert isinstance(azure, AzureBlobStore) and azure.backend == "azure"
-        name = _new_container()
-        azure.ensure_container(name)
-        assert azure.write_bytes(name, "hello.txt", b"hi").size == 2
-    with pytest.raises(InvalidSetting, match="AZURE_STORAGE_CONNECTION_STRING"):
-        create_blob_store(StorageSettings(storage_backend="azure"))
-    with pytest.raises(InvalidSetting, match="connection string"):
-        create_blob_store(StorageSettings(storage_backend="azure", azure_storage_connection_string="nonsense"))
-
-
-class _FixedToken:
-    """A stand-in credential: it hands out a fixed token (no storage is involved)."""
-
-    def __init__(self) -> None:
-        self.scopes: list[str] = []
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        self.scopes.extend(scopes)
-        return AccessToken("token-123", int(time.time()) + 3600)
-
-
-def test_identity_gdal_config() -> None:
-    credential = _FixedToken()
-    public = AzureBlobStore.from_account("myaccount", credential=credential)  # type: ignore[arg-type]
-    gdal = public.gdal_path("silver", "cogs/a.tif")
-    assert gdal.path == "/vsiaz/silver/cogs/a.tif"
-    assert dict(gdal.config) == {
-        "AZURE_STORAGE_ACCOUNT": "myaccount",
-        "AZURE_STORAGE_ACCESS_TOKEN": "token-123",
-        "CPL_VSIL_CURL_NON_CACHED": "/vsiaz/silver/",
-    }
-    assert credential.scopes == ["https://storage.azure.com/.default"]
-    private = AzureBlobStore.from_account(
-        account_url="https://acct.privatelink.blob.core.windows.net/",
-        credential=credential,  # type: ignore[arg-type]
-    )
-    config = private.gdal_path("silver", "a.tif").config
-    assert config["AZURE_STORAGE_ACCOUNT"] == "acct"
-    assert config["CPL_AZURE_ENDPOINT"] == "https://acct.privatelink.blob.core.windows.net"
-
-
-def test_round_trip_properties_type(blob_store: BlobStore, container: str) -> None:
-    props = blob_store.write_bytes(container, "t.txt", b"x")
-    assert isinstance(props, BlobProperties)
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        props.size = 5  # type: ignore[misc]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from core.settings import DatabaseSettings
-from devstack.postgres import port_in_use
+from devstack.system import port_in_use
 from tests.helpers.scratch import server_scratch_dir
 from tests.helpers.servers import free_port
 

@@ -6,6 +6,7 @@ import pytest
 
 from core.errors import InvalidBlobName, InvalidInput
 from infrastructure.storage.names import (
+    MAX_SEGMENT_BYTES,
     validate_blob_name,
     validate_blob_prefix,
     validate_container_name,
@@ -17,7 +18,11 @@ GOOD_BLOB_NAMES = [
     "file.tif",
     "raw/2024/01/scene.tif",
     "deep/" * 100 + "leaf.json",
-    "x" * 1024,
+    "/".join(["x" * 204] * 5),  # 1024 characters
+    "x" * 255,  # the longest segment
+    "é" * 127 + "x",  # 255 UTF-8 bytes
+    "emoji/" + "🌍" * 63,  # 252 UTF-8 bytes
+    "/".join(["y" * 255] * 4),
     "with space/and-dash_underscore.tif",
     "unicode/ünïcødé/東京.tif",
     "emoji/🌍.geojson",
@@ -32,6 +37,10 @@ GOOD_BLOB_NAMES = [
     "1:2",
     "a/b/c.d/e",
     "tab-free\u00a0nbsp",
+    "space\u3000ideographic",  # Zs: a visible space, allowed
+    "combining/e\u0301.tif",  # Mn: a combining accent
+    "flag/\U0001f1eb\U0001f1f7.txt",  # regional indicators (So)
+    "private\ue000use",  # Co
 ]
 
 
@@ -70,6 +79,31 @@ BAD_BLOB_NAMES = [
     ("ends-with-dot.", "ends with '.'"),
     ("dir/file...", "ends with '.'"),
     ("lone\udc80surrogate", "lone surrogate"),
+    ("high\ud800", "lone surrogate"),
+    # C1 controls (Cc)
+    ("next\x85line", "control character U+0085 at position 4"),
+    ("c1\x80", "control character U+0080"),
+    ("csi\x9b", "control character U+009B"),
+    # format characters (Cf): bidi controls, zero-width characters, BOM, soft hyphen...
+    ("invoice\u202etxt.exe", "invisible format character U+202E (RIGHT-TO-LEFT OVERRIDE) at position 7"),
+    ("bidi\u202a", "format character U+202A (LEFT-TO-RIGHT EMBEDDING)"),
+    ("isolate\u2066x", "format character U+2066 (LEFT-TO-RIGHT ISOLATE)"),
+    ("mark\u200fx", "format character U+200F (RIGHT-TO-LEFT MARK)"),
+    ("zero\u200bwidth", "format character U+200B (ZERO WIDTH SPACE)"),
+    ("joiner\u200d", "format character U+200D (ZERO WIDTH JOINER)"),
+    ("\ufeffbom", "format character U+FEFF (ZERO WIDTH NO-BREAK SPACE) at position 0"),
+    ("soft\u00adhyphen", "format character U+00AD (SOFT HYPHEN)"),
+    ("arabic\u0600sign", "format character U+0600"),
+    ("tag\U000e0041", "format character U+E0041 (TAG LATIN CAPITAL LETTER A)"),
+    ("dir/in\u2060visible/x", "format character U+2060 (WORD JOINER) at position 6"),
+    # line and paragraph separators (Zl, Zp)
+    ("line\u2028sep", "line separator U+2028 (LINE SEPARATOR)"),
+    ("para\u2029sep", "paragraph separator U+2029 (PARAGRAPH SEPARATOR)"),
+    # segments longer than a file name may be (255 UTF-8 bytes), whatever the characters
+    ("x" * 256, "path segment of 256 UTF-8 bytes at position 0; at most 255"),
+    ("ok/" + "é" * 128, "path segment of 256 UTF-8 bytes at position 3"),
+    ("emoji/" + "🌍" * 64 + "/x", "path segment of 256 UTF-8 bytes at position 6"),
+    ("a/" + "b" * 300 + "/c", "path segment of 300 UTF-8 bytes"),
 ]
 
 
@@ -89,6 +123,23 @@ def test_long_bad_names_are_shortened_in_the_message() -> None:
         validate_blob_name("y" * 5000)
     assert "5000 characters" in info.value.message
     assert len(info.value.message) < 200
+
+
+@pytest.mark.parametrize("name", ["z" * 1000, "ok/" + "z" * 600 + "/end", "/".join(["z" * 200] * 4) + "\u202e"])
+def test_long_names_are_shortened_in_every_message(name: str) -> None:
+    with pytest.raises(InvalidBlobName) as info:
+        validate_blob_name(name)
+    assert len(info.value.message) < 300
+    assert "z" * 200 not in info.value.message
+    assert "z" * 200 not in str(info.value.details)
+
+
+def test_segment_limit_counts_utf8_bytes_and_names_the_filesystem_limit() -> None:
+    assert MAX_SEGMENT_BYTES == 255
+    validate_blob_name("東" * 85)  # 255 bytes
+    with pytest.raises(InvalidBlobName, match="common filesystems") as info:
+        validate_blob_name("東" * 86)  # 86 characters, 258 bytes
+    assert "258 UTF-8 bytes" in info.value.message
 
 
 @pytest.mark.parametrize("value", [None, b"bytes", 42, ["a"]])
@@ -118,6 +169,11 @@ def test_good_prefixes_are_returned_unchanged(prefix: str) -> None:
         ("./a", "'.' or '..' path segment"),
         ("a\\b", "backslash"),
         ("a\x00", "control character U+0000"),
+        ("a\x85", "control character U+0085"),
+        ("raw/\u202e", "format character U+202E"),
+        ("a\u2028", "line separator U+2028"),
+        ("a\u2029", "paragraph separator U+2029"),
+        ("a\udc80", "lone surrogate"),
         ("x" * 1025, "too long"),
     ],
 )
