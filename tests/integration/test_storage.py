@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import resource
@@ -31,6 +32,7 @@ from devstack.azurite import connection_string as azurite_connection_string_for
 from devstack.azurite import free_port
 from infrastructure.storage import (
     AzureBlobStore,
+    BlobProperties,
     BlobStore,
     LocalBlobStore,
 )
@@ -549,3 +551,10 @@ def test_set_access_tier(blob_store: BlobStore, container: str) -> None:
     moved = blob_store.set_access_tier(container, "archive/old.tif", "cool")
     assert moved is (blob_store.backend == "azure")
     assert blob_store.read_bytes(container, "archive/old.tif") == b"x"
+
+
+def test_round_trip_properties_type(blob_store: BlobStore, container: str) -> None:
+    props = blob_store.write_bytes(container, "t.txt", b"x")
+    assert isinstance(props, BlobProperties)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        props.size = 5  # type: ignore[misc]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import dataclasses
 import http.server
 import socket
 import threading
@@ -15,10 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
-import rasterio
-from affine import Affine
 from azure.core.credentials import AccessToken
 from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
 
@@ -31,66 +27,15 @@ from devstack.azurite import ACCOUNT_KEY, ACCOUNT_NAME, free_port
 from devstack.azurite import connection_string as azurite_connection_string_for
 from infrastructure.storage import (
     AzureBlobStore,
-    BlobProperties,
     BlobStore,
     LocalBlobStore,
     create_blob_store,
 )
 from infrastructure.storage.azure import redact
 
-BACKENDS = ["local", "azure"]
-TRANSFORM = Affine(0.25, 0.0, 10.0, 0.0, -0.25, 50.0)  # 0.25° pixels from 10°E 50°N
-
 
 def _new_container() -> str:
     return f"t-{uuid.uuid4().hex[:20]}"
-
-
-@pytest.fixture(params=BACKENDS)
-def blob_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
-    """A store of each backend: local on tmp_path, Azure on the session's Azurite."""
-    if request.param == "local":
-        store: BlobStore = LocalBlobStore(tmp_path / "storage")
-    else:
-        store = AzureBlobStore.from_connection_string(request.getfixturevalue("azurite_connection_string"))
-    with store:
-        yield store
-
-
-@pytest.fixture
-def container(blob_store: BlobStore) -> str:
-    """A fresh, uniquely named container in ``blob_store``."""
-    name = _new_container()
-    blob_store.ensure_container(name)
-    return name
-
-
-@pytest.fixture
-def unreachable_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
-    """Local: a root that does not exist yet. Azure: an endpoint nothing listens on, no retries."""
-    if request.param == "local":
-        store: BlobStore = LocalBlobStore(tmp_path / "never-created")
-    else:
-        store = AzureBlobStore.from_connection_string(azurite_connection_string_for(free_port()), retry_total=0)
-    with store:
-        yield store
-
-
-def _names(items: Any) -> list[str]:
-    return [item.name for item in items]
-
-
-def _write_many(store: BlobStore, container: str, names: list[str]) -> None:
-    for name in names:
-        store.write_bytes(container, name, name.encode())
-
-
-def _make_geotiff(path: Path) -> np.ndarray:
-    data = np.arange(256, dtype=np.uint8).reshape(16, 16)
-    profile = {"driver": "GTiff", "width": 16, "height": 16, "count": 1, "dtype": "uint8", "crs": "EPSG:4326"}
-    with rasterio.open(path, "w", transform=TRANSFORM, **profile) as dataset:
-        dataset.write(data, 1)
-    return data
 
 
 # -- Azure: bounded failures, no secrets in errors ----------------------------------------------
@@ -283,10 +228,3 @@ def test_identity_gdal_config() -> None:
     config = private.gdal_path("silver", "a.tif").config
     assert config["AZURE_STORAGE_ACCOUNT"] == "acct"
     assert config["CPL_AZURE_ENDPOINT"] == "https://acct.privatelink.blob.core.windows.net"
-
-
-def test_round_trip_properties_type(blob_store: BlobStore, container: str) -> None:
-    props = blob_store.write_bytes(container, "t.txt", b"x")
-    assert isinstance(props, BlobProperties)
-    with pytest.raises(dataclasses.FrozenInstanceError):
-        props.size = 5  # type: ignore[misc]
