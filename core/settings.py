@@ -76,6 +76,11 @@ class DatabaseSettings(_Settings):
             "sslmode": self.pgsslmode,
             "connect_timeout": max(1, int(self.pg_connect_timeout)),
             "application_name": "geoetl",
+            # notice a dead peer (e.g. a silently dropped idle connection) in about a minute, not hours
+            "keepalives": 1,
+            "keepalives_idle": 30,
+            "keepalives_interval": 10,
+            "keepalives_count": 3,
         }
 
 
@@ -156,7 +161,9 @@ class AppSettings(_Settings):
     )
     health_probe_container: str = Field("silver", description="Container the health check writes a probe blob to")
     health_timeout_seconds: float = Field(
-        10.0, gt=0, description="Longest the health check waits for one component before reporting it down"
+        10.0,
+        gt=0,
+        description="Longest the health check waits for the database, and for storage, before reporting it down",
     )
 
 

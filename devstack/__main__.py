@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import signal
 import sys
 from pathlib import Path
 
@@ -63,6 +64,7 @@ def cmd_run(settings: Settings, port: int | None) -> None:
             f"port {port} is taken by another program (is geoetl already running?); stop it, "
             "or choose another port with LOCAL_HOST_PORT or --port"
         )
+    signal.signal(signal.SIGTERM, _interrupt)  # docker stop / kill: stop the database we started, as Ctrl-C does
     state = up(settings)
     print(f"[devstack] stack ready in {state.seconds:.1f} s (pgstac {state.pgstac_version})", flush=True)
     from triggers.localhost.host import LocalHost
@@ -77,6 +79,10 @@ def cmd_run(settings: Settings, port: int | None) -> None:
         if state.started_postgres:
             print("[devstack] stopping the PostgreSQL it started", flush=True)
             embedded_cluster(settings).stop()
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _describe(state: StackState, settings: Settings) -> str:
@@ -107,13 +113,16 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "down":
             down(settings)
         elif args.command == "destroy":
-            destroy(settings.stack, settings)
+            for path in destroy(settings):
+                print(f"[devstack] removed {path}")
         elif args.command == "run":
             cmd_run(settings, args.port)
         elif args.command == "settings-example":
             EXAMPLE_PATH.write_text(settings_example())
             print(f"wrote {EXAMPLE_PATH}")
-    except (StackError, GeoetlError, ValidationError) as exc:
+    except KeyboardInterrupt:
+        return 130
+    except (StackError, GeoetlError, ValidationError, OSError) as exc:
         print(f"[devstack] error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -166,9 +166,26 @@ class Cluster:
             fh.write(f"\n# geoetl local stack (the port is given at start: -p)\n{conf}\n")
 
     def is_running(self) -> bool:
+        """Whether this cluster runs; running on another port than ``port`` is an error that says so."""
         if not self.initialized:
             return False
-        return self._pg(str(self.bindir / "pg_ctl"), "status", "-D", str(self.data_dir), check=False).returncode == 0
+        if self._pg(str(self.bindir / "pg_ctl"), "status", "-D", str(self.data_dir), check=False).returncode != 0:
+            return False
+        running_port = self.running_port()
+        if running_port is not None and running_port != self.port:
+            raise StackError(
+                f"the cluster in {self.data_dir} runs on port {running_port}, not {self.port}: "
+                f"stop it first ('make down' with PGPORT={running_port}), or use PGPORT={running_port}"
+            )
+        return True
+
+    def running_port(self) -> int | None:
+        """The port in postmaster.pid (its 4th line), when the server runs."""
+        try:
+            lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
+            return int(lines[3])
+        except (OSError, IndexError, ValueError):
+            return None
 
     def start(self) -> bool:
         """Start the server; returns False when it was already running."""
@@ -181,7 +198,9 @@ class Cluster:
         return True
 
     def stop(self) -> None:
-        if self.is_running():
+        """Stop the server if it runs (on whatever port)."""
+        status = self._pg(str(self.bindir / "pg_ctl"), "status", "-D", str(self.data_dir), check=False)
+        if self.initialized and status.returncode == 0:
             self._pg(str(self.bindir / "pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "60")
 
 
@@ -205,6 +224,12 @@ def traversable_by(user: str, path: Path) -> bool:
     return probe.returncode == 0
 
 
+def fallback_dir(preferred: Path) -> Path:
+    """The /var/tmp folder used for ``preferred`` when the postgres user cannot reach it."""
+    digest = hashlib.sha256(str(preferred.parent.resolve()).encode()).hexdigest()[:12]
+    return Path("/var/tmp") / f"geoetl-{digest}" / preferred.name
+
+
 def server_dir(preferred: Path) -> Path:
     """Where server files go: ``preferred``, unless we are root and the postgres user cannot reach it.
 
@@ -212,11 +237,14 @@ def server_dir(preferred: Path) -> Path:
     documented path still leads to the data.
     """
     preferred.parent.mkdir(parents=True, exist_ok=True)
-    if os.geteuid() != 0 or preferred.is_symlink() or traversable_by("postgres", preferred.parent):
+    if preferred.is_symlink():
+        target = preferred.resolve()
+        target.mkdir(parents=True, exist_ok=True)  # the /var/tmp folder may have been cleaned away
+        return target
+    if os.geteuid() != 0 or traversable_by("postgres", preferred.parent):
         preferred.mkdir(exist_ok=True)
         return preferred.resolve()
-    digest = hashlib.sha256(str(preferred).encode()).hexdigest()[:12]
-    fallback = Path("/var/tmp") / f"geoetl-{digest}" / preferred.name
+    fallback = fallback_dir(preferred)
     fallback.mkdir(parents=True, exist_ok=True)
     fallback.parent.chmod(0o755)
     if not preferred.exists():

@@ -6,13 +6,14 @@ import contextlib
 import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
-from core.settings import DatabaseSettings, Settings, StackSettings
+from core.settings import DatabaseSettings, Settings
 from devstack.errors import StackError
-from devstack.postgres import Cluster, ensure_postgis, ensure_server, server_dir
+from devstack.postgres import Cluster, ensure_postgis, ensure_server, find_bindir, server_dir
 from infrastructure.db.database import connect
 from infrastructure.db.setup import setup_database
 
@@ -97,14 +98,22 @@ def down(settings: Settings) -> None:
     embedded_cluster(settings).stop()
 
 
-def destroy(stack: StackSettings, settings: Settings) -> None:
-    """Stop the private cluster and delete its data (and the /var/tmp folder it may live in)."""
-    cluster = embedded_cluster(settings)
-    cluster.stop()
-    link = stack.local_stack_dir / "postgres"
-    target = cluster.data_dir
-    if link.is_symlink():
-        link.unlink()
-        shutil.rmtree(target.parent, ignore_errors=True)
-    else:
-        shutil.rmtree(target, ignore_errors=True)
+def destroy(settings: Settings) -> list[Path]:
+    """Stop the private cluster and delete its data, and the /var/tmp folders it may use; the paths removed."""
+    if not is_embedded(settings.database):
+        raise StackError("PGHOST points at an existing server; the project does not delete its data")
+    removed: list[Path] = []
+    for name in ("postgres", "test-servers"):
+        link = settings.stack.local_stack_dir / name
+        target = link.resolve() if link.is_symlink() else link
+        if name == "postgres" and (target / "PG_VERSION").exists():
+            Cluster(target, settings.database.pgport, find_bindir(settings.stack.pg_bindir)).stop()
+        if link.is_symlink():
+            link.unlink()
+        if target.exists():
+            shutil.rmtree(target, ignore_errors=True)
+            removed.append(target)
+        if target.parent.name.startswith("geoetl-") and target.parent.parent == Path("/var/tmp"):
+            with contextlib.suppress(OSError):
+                target.parent.rmdir()  # only when both of its folders are gone
+    return removed

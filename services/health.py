@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import concurrent.futures
 import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -56,20 +56,45 @@ def _message(exc: BaseException) -> str:
     return f"unexpected error ({type(exc).__name__}); see the log"
 
 
+_in_flight: dict[str, threading.Thread] = {}
+_in_flight_lock = threading.Lock()
+
+
+def _run_bounded(name: str, check: Check, deadline_s: float) -> tuple[str | None, dict[str, Any]]:
+    """Run ``check`` on a daemon thread and give up waiting after ``deadline_s``.
+
+    A check that is still running from an earlier request is reported at once instead of
+    starting another one, so a hung dependency cannot pile up threads.
+    """
+    with _in_flight_lock:
+        previous = _in_flight.get(name)
+        if previous is not None and previous.is_alive():
+            raise HealthProblem(f"an earlier check has not answered yet (limit {deadline_s:g} s)")
+        outcome: dict[str, Any] = {}
+
+        def target() -> None:
+            try:
+                outcome["value"] = check()
+            except BaseException as exc:
+                outcome["error"] = exc
+
+        thread = threading.Thread(target=target, name=f"health-{name}", daemon=True)
+        _in_flight[name] = thread
+        thread.start()
+    thread.join(deadline_s)
+    if thread.is_alive():
+        raise HealthProblem(f"no answer within {deadline_s:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    result: tuple[str | None, dict[str, Any]] = outcome["value"]
+    return result
+
+
 def _timed(name: str, check: Check, deadline_s: float | None = None) -> ComponentHealth:
-    """Run ``check``; with ``deadline_s`` it runs on a thread and is reported down if it takes longer."""
+    """Run ``check`` (bounded by ``deadline_s`` when given) and report its outcome and duration."""
     started = time.perf_counter()
     try:
-        if deadline_s is None:
-            version, details = check()
-        else:
-            pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"health-{name}")
-            try:
-                version, details = pool.submit(check).result(timeout=deadline_s)
-            except concurrent.futures.TimeoutError:
-                raise HealthProblem(f"no answer within {deadline_s:g} s") from None
-            finally:
-                pool.shutdown(wait=False)
+        version, details = check() if deadline_s is None else _run_bounded(name, check, deadline_s)
         status: Status = "ok"
         error = None
     except Exception as exc:
@@ -78,11 +103,14 @@ def _timed(name: str, check: Check, deadline_s: float | None = None) -> Componen
     return ComponentHealth(name=name, status=status, version=version, duration_ms=elapsed, details=details, error=error)
 
 
-def _database_checks(db: Database, timeout: float) -> list[ComponentHealth]:
+def _database_checks(db: Database, deadline_s: float) -> list[ComponentHealth]:
     facts: list[DatabaseFacts] = []
 
     def postgresql() -> tuple[str | None, dict[str, Any]]:
-        with db.transaction(timeout=timeout, statement_timeout_ms=int(timeout * 1000)) as conn:
+        # connection and query each get half the deadline, so a refused or slow database is named
+        # with its own message; the thread deadline covers what hangs below that (a half-open socket)
+        wait = min(db.settings.pg_connect_timeout, deadline_s / 2)
+        with db.transaction(timeout=wait, statement_timeout_ms=int(deadline_s * 500)) as conn:
             facts.append(database_facts(conn))
         return facts[0].server_version, {"database": facts[0].database}
 
@@ -103,7 +131,7 @@ def _database_checks(db: Database, timeout: float) -> list[ComponentHealth]:
             raise HealthProblem(f"migrations not applied: {pending} (POST /api/db/migrate)")
         return (f"{max(known):04d}" if known else None), {"applied": len(known)}
 
-    results = [_timed("postgresql", postgresql)]
+    results = [_timed("postgresql", postgresql, deadline_s)]
     if results[0].status == "error":
         skipped = "not checked: PostgreSQL is unreachable"
         return results + [
@@ -163,7 +191,7 @@ def _gdal() -> tuple[str | None, dict[str, Any]]:
 def check_health(settings: Settings, db: Database, store_factory: Callable[[], BlobStore]) -> HealthReport:
     """Check every component; the report is unhealthy when any one fails."""
     deadline = settings.app.health_timeout_seconds
-    components = _database_checks(db, min(deadline, 3.0))
+    components = _database_checks(db, deadline)
     components += [
         _timed("storage", _storage_check(store_factory, settings), deadline),
         _timed("queue", _queue_check(settings, components[0].status == "ok")),

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import psycopg
+
 from core.settings import DatabaseSettings
-from infrastructure.db.database import TokenProvider, connect
+from infrastructure.db.database import TokenProvider, connect, translate
 from infrastructure.db.migrations import redeploy
 from infrastructure.db.setup import SetupResult, setup_database
 
@@ -15,5 +17,12 @@ def migrate(settings: DatabaseSettings, token_provider: TokenProvider | None = N
 
 def redeploy_orchestration_schema(settings: DatabaseSettings, token_provider: TokenProvider | None = None) -> list[int]:
     """Drop and recreate the ``geoetl`` schema in one transaction; returns the migrations applied."""
-    with connect(settings.for_schema_changes(), token_provider) as conn:
-        return redeploy(conn)
+    direct = settings.for_schema_changes()
+    try:
+        with connect(direct, token_provider, autocommit=True) as conn:
+            return redeploy(conn)
+    except psycopg.Error as exc:
+        translated = translate(exc, direct)
+        if translated is None:
+            raise
+        raise translated from exc

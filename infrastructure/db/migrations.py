@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import hashlib
 import re
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import tuple_row
 
 from core.errors import Conflict
@@ -89,16 +91,29 @@ def apply_migrations(conn: psycopg.Connection[Any], directory: Path = MIGRATIONS
 
 
 def redeploy(conn: psycopg.Connection[Any], directory: Path = MIGRATIONS_DIR) -> list[int]:
-    """Drop the orchestration schema and apply every migration again, all in one transaction
-    (destroys job history; a failure leaves the old schema in place)."""
-    migrations = load_migrations(directory)
+    """Recreate the orchestration schema from the migrations (destroys job history).
+
+    The old schema is renamed aside, the migrations are applied one transaction each (as
+    always, so an enum value added by one is usable by the next), and only then is the old
+    schema dropped; if a migration fails, the new schema is dropped and the old one restored.
+    """
+    aside = f"geoetl_before_redeploy_{uuid.uuid4().hex[:8]}"
     with conn.transaction():
         _lock(conn)
-        conn.execute("DROP SCHEMA IF EXISTS geoetl CASCADE")
-        conn.execute(_BOOTSTRAP)
-        for migration in migrations:
-            _apply(conn, migration)
-    return [m.version for m in migrations]
+        exists = conn.execute("SELECT to_regnamespace('geoetl') IS NOT NULL").fetchone()
+        if exists and exists[0]:
+            conn.execute(sql.SQL("ALTER SCHEMA geoetl RENAME TO {}").format(sql.Identifier(aside)))
+    try:
+        applied = apply_migrations(conn, directory)
+    except BaseException:
+        with conn.transaction():
+            _lock(conn)
+            conn.execute("DROP SCHEMA IF EXISTS geoetl CASCADE")
+            conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO geoetl").format(sql.Identifier(aside)))
+        raise
+    with conn.transaction():
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(aside)))
+    return applied
 
 
 def _lock(conn: psycopg.Connection[Any]) -> None:

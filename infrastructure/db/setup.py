@@ -6,14 +6,16 @@ import atexit
 import logging
 from dataclasses import dataclass
 
+import psycopg
 from psycopg.conninfo import make_conninfo
 
 from core.settings import DatabaseSettings
-from infrastructure.db.database import TokenProvider, connect, connection_kwargs
+from infrastructure.db.database import TokenProvider, connect, connection_kwargs, translate
 from infrastructure.db.migrations import apply_migrations
 
 log = logging.getLogger(__name__)
-_SETUP_LOCK = "geoetl.setup"  # a session lock: set-up runs on a direct connection, never through PgBouncer
+_SETUP_LOCK = "geoetl.setup"
+_SETUP_LOCK_WAIT_S = 300
 
 
 @dataclass(frozen=True)
@@ -49,14 +51,24 @@ def install_pgstac(settings: DatabaseSettings, token_provider: TokenProvider | N
 
 
 def setup_database(settings: DatabaseSettings, token_provider: TokenProvider | None = None) -> SetupResult:
-    """Apply migrations and install pgstac over a direct connection, one set-up at a time; safe to run again."""
+    """Apply migrations and install pgstac over a direct connection, one set-up at a time; safe to run again.
+
+    The set-up lock is a transaction lock held open on a connection of its own, so it is released
+    whatever happens to this process, and waiting for it is bounded by ``lock_timeout``.
+    """
     direct = settings.for_schema_changes()
-    with connect(direct, token_provider, autocommit=True) as conn:
-        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (_SETUP_LOCK,))
-        try:
-            applied = apply_migrations(conn)
+    try:
+        with connect(direct, token_provider) as lock_conn:
+            lock_conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{_SETUP_LOCK_WAIT_S}s",))
+            lock_conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (_SETUP_LOCK,))
+            with connect(direct, token_provider, autocommit=True) as conn:
+                applied = apply_migrations(conn)
             version = install_pgstac(direct, token_provider)
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(hashtext(%s))", (_SETUP_LOCK,))
+            lock_conn.rollback()
+    except psycopg.Error as exc:
+        translated = translate(exc, direct)
+        if translated is None:
+            raise
+        raise translated from exc
     log.info("database ready", extra={"migrations_applied": applied, "pgstac": version})
     return SetupResult(applied, version)

@@ -33,8 +33,8 @@ def wait_until_serving(url: str, proc: subprocess.Popen[str], timeout: float = 6
     raise AssertionError(f"{url} did not answer in {timeout} s")
 
 
-def stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
-    proc.send_signal(signal.SIGINT)
+def stop(proc: subprocess.Popen[str], how: signal.Signals = signal.SIGINT) -> tuple[str, str]:
+    proc.send_signal(how)
     try:
         return proc.communicate(timeout=30)
     except subprocess.TimeoutExpired:
@@ -134,7 +134,8 @@ def test_devstack_run_on_a_busy_port_says_so() -> None:
 
 
 def test_make_run_reuses_its_stack_and_ctrl_c_stops_the_database_it_started(tmp_path: Path) -> None:
-    """`python -m devstack run` (what `make run` runs) with a stack of its own: first run, Ctrl-C, second run."""
+    """`python -m devstack run` (what `make run` runs) with a stack of its own: first run and Ctrl-C,
+    second run and SIGTERM; each stops the database it started."""
     from devstack.system import port_in_use
     from tests.helpers.scratch import server_scratch_dir
 
@@ -143,7 +144,7 @@ def test_make_run_reuses_its_stack_and_ctrl_c_stops_the_database_it_started(tmp_
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PG", "LOCAL_"))}
         env |= {"PGPORT": str(pg_port), "LOCAL_STACK_DIR": str(stack_dir), "STORAGE_LOCAL_ROOT": str(tmp_path)}
         outputs = []
-        for _ in range(2):
+        for how in (signal.SIGINT, signal.SIGTERM):  # Ctrl-C, then docker stop / kill
             proc = subprocess.Popen(
                 [sys.executable, "-m", "devstack", "run", "--port", str(api_port)],
                 cwd=PROJECT_ROOT,
@@ -157,7 +158,7 @@ def test_make_run_reuses_its_stack_and_ctrl_c_stops_the_database_it_started(tmp_
                 health = httpx.get(f"http://127.0.0.1:{api_port}/api/health", timeout=30)
                 assert health.status_code == 200, health.text
             finally:
-                stdout, stderr = stop(proc)
+                stdout, stderr = stop(proc, how)
             assert proc.returncode == 0, stderr
             assert "stopping the PostgreSQL it started" in stdout
             assert not port_in_use(pg_port), "Ctrl-C must stop the database that run started"

@@ -159,12 +159,28 @@ def test_a_deadlock_is_retryable_and_a_bad_query_is_not_translated(fresh_db: Dat
         db.close()
 
 
-def test_schema_changes_go_to_the_direct_port_when_pgbouncer_is_in_front(
-    pgbouncer: DatabaseSettings, fresh_db: DatabaseSettings
-) -> None:
+def test_schema_changes_go_to_the_direct_port(fresh_db: DatabaseSettings) -> None:
+    """PGPORT leads nowhere (think: PgBouncer): set-up must take PG_DIRECT_PORT, or it cannot succeed."""
     from infrastructure.db.setup import setup_database
 
-    through_bouncer = DatabaseSettings(**{**pgbouncer.model_dump(), "pg_direct_port": fresh_db.pgport})
-    assert through_bouncer.for_schema_changes().pgport == fresh_db.pgport
-    result = setup_database(through_bouncer)
+    pooled_only = DatabaseSettings(
+        **{**fresh_db.model_dump(), "pgport": free_port(), "pg_direct_port": fresh_db.pgport, "pg_connect_timeout": 1}
+    )
+    assert pooled_only.for_schema_changes().pgport == fresh_db.pgport
+    result = setup_database(pooled_only)
     assert result.migrations_applied == [] and result.pgstac_version == "0.10.0"
+
+
+def test_a_second_setup_waits_for_the_first(fresh_db: DatabaseSettings) -> None:
+    from infrastructure.db.setup import setup_database
+
+    with connect(fresh_db) as holder:
+        holder.execute("SELECT pg_advisory_xact_lock(hashtext('geoetl.setup'))")
+        result: list[object] = []
+        thread = threading.Thread(target=lambda: result.append(setup_database(fresh_db)))
+        thread.start()
+        time.sleep(1.0)
+        assert thread.is_alive(), "set-up must wait while another one holds the lock"
+        holder.rollback()
+    thread.join(30)
+    assert result and not thread.is_alive()

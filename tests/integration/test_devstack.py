@@ -81,3 +81,46 @@ def test_cluster_serves_the_port_it_is_started_with(throwaway_cluster: Cluster) 
         throwaway_cluster.port += 1
     throwaway_cluster.start()
     assert port_in_use(throwaway_cluster.port), "a restart on another port (PGPORT changed) must work"
+
+
+def test_a_cluster_running_on_another_port_is_named(throwaway_cluster: Cluster) -> None:
+    throwaway_cluster.start()
+    moved = Cluster(throwaway_cluster.data_dir, throwaway_cluster.port + 1, throwaway_cluster.bindir)
+    with pytest.raises(StackError, match=f"runs on port {throwaway_cluster.port}, not {throwaway_cluster.port + 1}"):
+        moved.start()
+    moved.stop()  # stops it whatever its port
+    assert not port_in_use(throwaway_cluster.port)
+
+
+def test_destroy_stops_and_deletes_the_private_cluster() -> None:
+    from core.settings import Settings, StackSettings
+    from devstack.stack import destroy, start_postgres
+    from tests.helpers.scratch import server_scratch_dir
+    from tests.helpers.servers import free_port
+
+    with server_scratch_dir("stack-") as stack_dir:
+        settings = Settings(
+            database=DatabaseSettings(pgport=free_port()), stack=StackSettings(local_stack_dir=stack_dir)
+        )
+        assert start_postgres(settings)
+        assert destroy(settings), "it names what it removed"
+        assert not (stack_dir / "postgres").exists()
+        assert not port_in_use(settings.database.pgport)
+        with pytest.raises(StackError, match="existing server"):
+            destroy(
+                Settings(database=DatabaseSettings(pghost="db.example"), stack=StackSettings(local_stack_dir=stack_dir))
+            )
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the postgres-user fallback applies only when running as root")
+def test_a_fallback_folder_cleaned_away_is_made_again(tmp_path: Path) -> None:
+    hidden = tmp_path / "private"
+    hidden.mkdir(mode=0o700)
+    preferred = hidden / "checkout" / ".local" / "postgres"
+    chosen = server_dir(preferred)
+    try:
+        shutil.rmtree(chosen)
+        assert preferred.is_symlink() and not preferred.exists()
+        assert server_dir(preferred) == chosen and chosen.is_dir()
+    finally:
+        shutil.rmtree(chosen.parent, ignore_errors=True)

@@ -116,3 +116,35 @@ def test_stopped_database_is_503_naming_postgresql(throwaway_cluster, tmp_path: 
     assert report["failing"][0] == "postgresql"
     assert f":{cluster.port}/geoetl" in by_name(report)["postgresql"]["error"]
     assert by_name(report)["storage"]["status"] == "ok", "other components are still checked"
+
+
+def test_a_hanging_component_is_reported_within_the_limit_and_not_piled_up(
+    fresh_db: DatabaseSettings, tmp_path: Path
+) -> None:
+    import threading
+
+    from infrastructure.db.database import Database
+    from services.health import check_health
+
+    release = threading.Event()
+    context = make_context(fresh_db, tmp_path, health_timeout_seconds=0.5)
+
+    class HangingStore:
+        backend = "hanging"
+
+        def container_exists(self, container: str) -> bool:
+            release.wait(30)
+            return True
+
+    db = Database(fresh_db)
+    try:
+        first = check_health(context.settings, db, HangingStore)  # type: ignore[arg-type]
+        second = check_health(context.settings, db, HangingStore)  # type: ignore[arg-type]
+    finally:
+        release.set()
+        db.close()
+        context.close()
+    storage = {c.name: c for c in first.components}["storage"]
+    assert first.failing == ["storage"] and storage.error == "no answer within 0.5 s"
+    again = {c.name: c for c in second.components}["storage"]
+    assert again.error is not None and "earlier check has not answered yet" in again.error

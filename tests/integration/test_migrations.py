@@ -125,6 +125,18 @@ def test_an_enum_value_added_by_one_migration_is_usable_by_the_next(empty_db: Da
         assert apply_migrations(conn, tmp_path)[-3:] == [9000, 9001, 9002]
 
 
+def test_redeploy_applies_migrations_that_use_a_new_enum_value(empty_db: DatabaseSettings, tmp_path: Path) -> None:
+    shutil.copytree(MIGRATIONS_DIR, tmp_path, dirs_exist_ok=True)
+    (tmp_path / "9000_enum.sql").write_text("CREATE TYPE geoetl.color AS ENUM ('red');")
+    (tmp_path / "9001_add_value.sql").write_text("ALTER TYPE geoetl.color ADD VALUE 'blue';")
+    (tmp_path / "9002_use_value.sql").write_text("CREATE TABLE geoetl.paint (c geoetl.color DEFAULT 'blue');")
+    with connect(empty_db) as conn:
+        apply_migrations(conn, tmp_path)
+        assert redeploy(conn, tmp_path)[-3:] == [9000, 9001, 9002]
+        leftovers = conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'geoetl_before%'").fetchall()
+        assert leftovers == []
+
+
 def test_a_failing_redeploy_keeps_the_old_schema(empty_db: DatabaseSettings, tmp_path: Path) -> None:
     shutil.copytree(MIGRATIONS_DIR, tmp_path, dirs_exist_ok=True)
     with connect(empty_db) as conn:
@@ -135,6 +147,8 @@ def test_a_failing_redeploy_keeps_the_old_schema(empty_db: DatabaseSettings, tmp
         with pytest.raises(Exception, match="no_such_function"):
             redeploy(conn, tmp_path)
         conn.rollback()
+        leftovers = conn.execute("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'geoetl_before%'").fetchall()
+        assert leftovers == []
         assert conn.execute("SELECT to_regclass('geoetl.keep_me') IS NOT NULL").fetchone() == (True,)
 
 

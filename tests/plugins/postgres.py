@@ -8,6 +8,8 @@ that asks for ``fresh_db`` gets its own database, dropped afterwards.
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import uuid
 from collections.abc import Iterator
 
@@ -16,7 +18,7 @@ from psycopg import sql
 
 from core.settings import DatabaseSettings, Settings, StackSettings
 from devstack.postgres import Cluster, find_bindir
-from devstack.stack import embedded_cluster, ensure_database, start_postgres
+from devstack.stack import destroy, embedded_cluster, ensure_database, start_postgres
 from infrastructure.db.database import connect
 from infrastructure.db.migrations import load_migrations
 from infrastructure.db.setup import setup_database
@@ -44,6 +46,7 @@ def pg_server() -> Iterator[DatabaseSettings]:
     """The server the tests use: the private cluster (started if needed, stopped again if this
     session started it) or the existing server PGHOST names."""
     settings = Settings()
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a cancelled run still stops what it started
     started = start_postgres(settings)
     try:
         ensure_database(settings.database)
@@ -51,6 +54,13 @@ def pg_server() -> Iterator[DatabaseSettings]:
     finally:
         if started:
             embedded_cluster(settings).stop()
+            if os.environ.get("CI") == "true" and (settings.stack.local_stack_dir / "postgres").is_symlink():
+                destroy(settings)  # a CI clone's cluster under /var/tmp would outlive the clone
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 @pytest.fixture
