@@ -150,8 +150,12 @@ class AppSettings(_Settings):
 
     @field_validator("log_level", mode="before")
     @classmethod
-    def _upper(cls, value: object) -> object:
-        return value.upper() if isinstance(value, str) else value
+    def _python_level(cls, value: object) -> object:
+        """Also the names Azure uses (Information, Trace, Critical...)."""
+        if not isinstance(value, str):
+            return value
+        upper = value.strip().upper()
+        return {"INFORMATION": "INFO", "TRACE": "DEBUG", "CRITICAL": "ERROR", "NONE": "ERROR"}.get(upper, upper)
 
     enable_admin_endpoints: bool = Field(
         False, description="Serve destructive ADMIN endpoints (schema redeploy); off unless set"

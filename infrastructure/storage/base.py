@@ -133,7 +133,7 @@ class BlobStore(ABC):
         self, container: str, name: str, data: bytes, *, content_type: str | None = None, overwrite: bool = True
     ) -> BlobProperties:
         """Store ``data`` atomically; with ``overwrite=False`` an existing blob raises Conflict."""
-        self._validate(container, name)
+        self._validate(container, name, writing=True)
         if not isinstance(data, bytes | bytearray | memoryview):
             raise TypeError(f"data must be bytes, not {type(data).__name__}")
         payload = bytes(data)
@@ -144,7 +144,7 @@ class BlobStore(ABC):
         self, container: str, name: str, path: Path, *, content_type: str | None = None, overwrite: bool = True
     ) -> BlobProperties:
         """Store a local file atomically; errors opening ``path`` itself are raised as OSError."""
-        self._validate(container, name)
+        self._validate(container, name, writing=True)
         with open(path, "rb") as source:
             length = os.fstat(source.fileno()).st_size
             with self._translate(container, name):
@@ -211,9 +211,10 @@ class BlobStore(ABC):
     # -- shared helpers -----------------------------------------------------------------------
 
     @staticmethod
-    def _validate(container: str, name: str) -> None:
+    def _validate(container: str, name: str, writing: bool = False) -> None:
+        """Names we write follow every rule; names we read (they may come from a listing) only the safety ones."""
         validate_container_name(container)
-        validate_blob_name(name)
+        validate_blob_name(name, writing=writing)
 
     def _copy_chunks(self, container: str, name: str, target: BinaryIO) -> None:
         """Write a blob's chunks to ``target``; only the storage side is translated."""

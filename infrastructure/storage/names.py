@@ -1,10 +1,12 @@
 """Validation of container and blob names, done before any storage I/O.
 
-Blob names are relative, ``/``-separated paths that are safe on both backends:
-no absolute paths, no ``.``/``..``/empty segments, no segment longer than a file
-name may be on common filesystems (255 UTF-8 bytes), no backslashes, and no
-control, format (e.g. bidi override) or line/paragraph separator characters.
-Container names follow Azure's rules.
+Blob names are relative, ``/``-separated paths: no absolute paths, no
+``.``/``..``/empty segments, no backslashes, no control characters. Names the
+platform *writes* must also be portable to both backends: no segment longer
+than a file name may be on common filesystems (255 UTF-8 bytes), and no
+invisible format (e.g. bidi override) or line/paragraph separator characters.
+Names it only *reads* may have those (Azure allows them, and a listing of a
+real container returns them). Container names follow Azure's rules.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ _REFUSED_CATEGORIES = {
     "Zl": "line separator",
     "Zp": "paragraph separator",
 }
+_REFUSED_WHEN_READING = {"Cc"}
 _DRIVE = re.compile(r"^[A-Za-z]:")
 _CONTAINER = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 _SHOWN = 80
@@ -40,11 +43,12 @@ def _blob_error(name: str, problem: str) -> InvalidBlobName:
     return InvalidBlobName(f"invalid blob name {show_name(name)}: {problem}", name=name[:_SHOWN], problem=problem)
 
 
-def _text_problem(text: str) -> str | None:
+def _text_problem(text: str, writing: bool = True) -> str | None:
     """A problem shared by blob names and prefixes (refused characters, backslashes, encoding)."""
     for position, char in enumerate(text):
-        kind = _REFUSED_CATEGORIES.get(unicodedata.category(char))
-        if kind is not None:
+        category = unicodedata.category(char)
+        kind = _REFUSED_CATEGORIES.get(category)
+        if kind is not None and (writing or category in _REFUSED_WHEN_READING):
             label = unicodedata.name(char, "")
             label = f" ({label})" if label else ""
             return f"contains the {kind} U+{ord(char):04X}{label} at position {position}"
@@ -57,7 +61,7 @@ def _text_problem(text: str) -> str | None:
     return None
 
 
-def _path_problem(name: str) -> str | None:
+def _path_problem(name: str, writing: bool = True) -> str | None:
     """A problem with the shape of ``name`` as a relative path."""
     if name.startswith(("/", "\\")):
         return "is an absolute path (starts with a slash)"
@@ -74,26 +78,29 @@ def _path_problem(name: str) -> str | None:
         if segment == ".":
             return "has a '.' path segment"
         size = len(segment.encode("utf-8", "surrogatepass"))
-        if size > MAX_SEGMENT_BYTES:
+        if writing and size > MAX_SEGMENT_BYTES:
             return (
                 f"has a path segment of {size} UTF-8 bytes at position {position}; at most {MAX_SEGMENT_BYTES} "
                 "are allowed per segment (the longest file or folder name on common filesystems)"
             )
         position += len(segment) + 1
-    if name.endswith("."):
+    if writing and name.endswith("."):
         return "ends with '.' (Azure drops trailing dots)"
     return None
 
 
-def validate_blob_name(name: str) -> str:
-    """Return ``name`` unchanged if it is a valid blob name, else raise InvalidBlobName naming the problem."""
+def validate_blob_name(name: str, *, writing: bool = True) -> str:
+    """Return ``name`` unchanged if it is a valid blob name, else raise InvalidBlobName naming the problem.
+
+    ``writing=False`` (reading, deleting, inspecting) applies only the safety rules, not portability.
+    """
     if not isinstance(name, str):
         raise InvalidBlobName(f"invalid blob name {name!r}: must be a string, not {type(name).__name__}")
     if name == "":
         raise _blob_error(name, "is empty")
     if len(name) > MAX_BLOB_NAME_LENGTH:
         raise _blob_error(name, f"is too long ({len(name)} characters, at most {MAX_BLOB_NAME_LENGTH})")
-    problem = _path_problem(name) or _text_problem(name)
+    problem = _path_problem(name, writing) or _text_problem(name, writing)
     if problem:
         raise _blob_error(name, problem)
     return name
@@ -111,7 +118,7 @@ def validate_blob_prefix(prefix: str) -> str:
     elif any(segment in ("", ".", "..") for segment in prefix.split("/")[:-1]):
         problem = "has an empty, '.' or '..' path segment"
     else:
-        problem = _text_problem(prefix)
+        problem = _text_problem(prefix, writing=False)
     if problem:
         raise InvalidBlobName(
             f"invalid blob prefix {show_name(prefix)}: {problem}", prefix=prefix[:_SHOWN], problem=problem

@@ -95,7 +95,7 @@ def test_process_serves_health_with_keys_and_logs_json_lines(host_process: tuple
     assert MASTER not in stderr and FUNCTION_KEY not in stderr
 
 
-def test_devstack_run_prints_the_url_and_serves_health() -> None:
+def test_devstack_run_prints_the_url_and_serves_health(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-m", "devstack", "run", "--port", str(port)],
@@ -103,7 +103,7 @@ def test_devstack_run_prints_the_url_and_serves_health() -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={k: v for k, v in os.environ.items() if not k.startswith("LOCAL_HOST_")},
+        env={**os.environ, "STORAGE_LOCAL_ROOT": str(tmp_path)},
     )
     try:
         wait_until_serving(f"http://127.0.0.1:{port}/api/health", proc)

@@ -2,8 +2,8 @@
 
 Every geoetl setting is removed from the environment, except the PostgreSQL
 connection (``PG*``) and the stack folder, which say *where* the test server is;
-of ``local.settings.json`` only those are applied too. Tests build the settings
-they need explicitly.
+of ``local.settings.json`` only those are applied too, and processes the tests
+start are told to read no settings file. Tests build the settings they need.
 """
 
 from __future__ import annotations
@@ -33,3 +33,4 @@ def isolate_environment() -> None:
     for key, value in read_local_settings(DEFAULT_PATH).items():
         if key.upper().startswith(KEPT_PREFIXES) and key not in os.environ:
             os.environ[key] = value
+    os.environ["LOCAL_SETTINGS_FILE"] = "none"  # processes the tests start read no settings file either

@@ -18,10 +18,7 @@ import pytest
 from azure.core.credentials import AccessToken
 from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
 
-from core.errors import (
-    InvalidSetting,
-    StorageUnavailable,
-)
+from core.errors import InvalidBlobName, InvalidSetting, StorageUnavailable
 from core.settings import StorageSettings
 from devstack.azurite import ACCOUNT_KEY, ACCOUNT_NAME, free_port
 from devstack.azurite import connection_string as azurite_connection_string_for
@@ -228,3 +225,23 @@ def test_identity_gdal_config() -> None:
     config = private.gdal_path("silver", "a.tif").config
     assert config["AZURE_STORAGE_ACCOUNT"] == "acct"
     assert config["CPL_AZURE_ENDPOINT"] == "https://acct.privatelink.blob.core.windows.net"
+
+
+def test_blobs_that_azure_allows_but_we_never_write_can_be_listed_and_read(azurite_connection_string: str) -> None:
+    from azure.storage.blob import BlobServiceClient
+
+    name = (
+        "\u0646\u0627\u0645\u0647\u200c\u0647\u0627/" + "\u4e2d" * 86 + ".txt"
+    )  # Persian with ZWNJ; a 258-byte segment
+    container = _new_container()
+    with AzureBlobStore.from_connection_string(azurite_connection_string) as store:
+        store.ensure_container(container)
+        with BlobServiceClient.from_connection_string(azurite_connection_string) as raw:
+            raw.get_blob_client(container, name).upload_blob(b"written elsewhere")
+        listed = [blob.name for blob in store.iter_blobs(container)]
+        assert listed == [name]
+        assert store.read_bytes(container, name) == b"written elsewhere"
+        assert store.properties(container, name).size == len(b"written elsewhere")
+        with pytest.raises(InvalidBlobName):
+            store.write_bytes(container, name, b"not portable")
+        assert store.delete(container, name)

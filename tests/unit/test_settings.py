@@ -73,3 +73,25 @@ def test_pyproject_version_matches_the_app_version() -> None:
 
     project = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["project"]
     assert project["version"] == __version__
+
+
+@pytest.mark.parametrize(
+    ("given", "level"),
+    [("info", "INFO"), ("Information", "INFO"), ("Trace", "DEBUG"), ("Warning", "WARNING"), ("Critical", "ERROR")],
+)
+def test_log_level_accepts_python_and_azure_names(monkeypatch: pytest.MonkeyPatch, given: str, level: str) -> None:
+    from core.settings import AppSettings
+
+    monkeypatch.setenv("LOG_LEVEL", given)
+    assert AppSettings().log_level == level
+
+
+def test_local_settings_file_can_be_switched_off_or_moved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "other.json"
+    path.write_text(json.dumps({"Values": {"GEOETL_TEST_C": "moved"}}))
+    monkeypatch.delenv("GEOETL_TEST_C", raising=False)
+    monkeypatch.setenv("LOCAL_SETTINGS_FILE", "none")
+    assert apply_local_settings() == {}
+    monkeypatch.setenv("LOCAL_SETTINGS_FILE", str(path))
+    assert apply_local_settings() == {"GEOETL_TEST_C": "moved"}
+    monkeypatch.delenv("GEOETL_TEST_C")

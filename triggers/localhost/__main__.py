@@ -12,7 +12,10 @@ from pydantic import ValidationError
 from core.errors import GeoetlError
 from core.settings import get_settings
 from infrastructure.logging import configure_logging
+from triggers.localhost.functions import SettingNotSet
 from triggers.localhost.host import LocalHost
+from triggers.localhost.routes import RouteError
+from triggers.localhost.schedule import ScheduleError
 from triggers.localhost.settings_file import apply_local_settings
 
 log = logging.getLogger("geoetl.localhost")
@@ -40,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             host.serve(args.bind, args.port)
     except KeyboardInterrupt:  # uvicorn re-raises the signal after a graceful shutdown
         log.info("local host stopped")
-    except (GeoetlError, ValidationError, ValueError, KeyError) as exc:
+    except (GeoetlError, ValidationError, RouteError, ScheduleError, SettingNotSet) as exc:
         print(f"local host: {getattr(exc, 'message', None) or exc}", file=sys.stderr)
         return 2
     return 0

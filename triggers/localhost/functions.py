@@ -52,13 +52,20 @@ class FunctionTable:
     unsupported: list[str] = field(default_factory=list)
 
 
+class SettingNotSet(KeyError):
+    """A ``%NAME%`` binding expression names an app setting that is not set."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
 def resolve_setting_refs(value: str) -> str:
     """Replace ``%NAME%`` with the app setting NAME, as the Functions host does for binding values."""
 
     def lookup(match: re.Match[str]) -> str:
         name = match.group(1)
         if name not in os.environ:
-            raise KeyError(f"binding expression %{name}% names an app setting that is not set")
+            raise SettingNotSet(f"binding expression %{name}% names an app setting that is not set")
         return os.environ[name]
 
     return _SETTING_REF.sub(lookup, value)

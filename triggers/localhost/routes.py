@@ -12,6 +12,11 @@ from dataclasses import dataclass
 
 from starlette.convertors import Convertor, register_url_convertor
 
+
+class RouteError(ValueError):
+    """A route template the Functions host would not accept (or the local host cannot serve)."""
+
+
 _RESERVED_PREFIXES = ("admin", "runtime")  # the Functions host keeps these for itself
 _PARAM = re.compile(r"^\{(?P<star>\*)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::(?P<constraint>[^}?]+))?(?P<opt>\?)?\}$")
 _RANK_LITERAL, _RANK_CONSTRAINED, _RANK_PARAM, _RANK_CATCH_ALL = 0, 1, 2, 3
@@ -62,7 +67,7 @@ def _segment(segment: str) -> tuple[str, int, bool]:
     match = _PARAM.match(segment)
     if match is None:
         if "{" in segment or "}" in segment:
-            raise ValueError(f"unsupported route segment {segment!r}: mix of literal and parameter")
+            raise RouteError(f"unsupported route segment {segment!r}: mix of literal and parameter")
         return segment, _RANK_LITERAL, False
     name, constraint = match.group("name"), (match.group("constraint") or "").lower()
     if match.group("star"):
@@ -71,17 +76,15 @@ def _segment(segment: str) -> tuple[str, int, bool]:
         return "{" + name + "}", _RANK_PARAM, bool(match.group("opt"))
     if constraint not in _CONSTRAINTS:
         supported = ", ".join(sorted(_CONSTRAINTS))
-        raise ValueError(f"route constraint {constraint!r} in {segment!r} is not supported here (use {supported})")
+        raise RouteError(f"route constraint {constraint!r} in {segment!r} is not supported here (use {supported})")
     return "{" + name + ":" + _CONSTRAINTS[constraint] + "}", _RANK_CONSTRAINED, bool(match.group("opt"))
 
 
 def to_patterns(template: str, prefix: str = "api") -> list[RoutePattern]:
     """The Starlette paths serving ``template``; an optional last parameter gives two paths."""
     segments = [s for s in template.strip("/").split("/") if s]
-    if segments and segments[0].lower() in _RESERVED_PREFIXES:
-        raise ValueError(
-            f"route {template!r}: routes starting with {segments[0]!r}/ are reserved by the Functions host"
-        )
+    if template.strip("/").lower().startswith(_RESERVED_PREFIXES):
+        raise RouteError(f"route {template!r}: routes starting with 'admin' or 'runtime' are reserved by the host")
     parts: list[str] = []
     ranks: list[int] = []
     patterns: list[RoutePattern] = []
@@ -89,7 +92,7 @@ def to_patterns(template: str, prefix: str = "api") -> list[RoutePattern]:
         seg, rank, optional = _segment(raw)
         if optional:
             if i != len(segments) - 1:
-                raise ValueError(f"route {template!r}: only the last parameter may be optional")
+                raise RouteError(f"route {template!r}: only the last parameter may be optional")
             patterns.append(RoutePattern(template, _join(prefix, parts), tuple(ranks)))
         if rank == _RANK_CATCH_ALL:
             # Starlette's path convertor also matches the empty string only without the slash before it.

@@ -26,8 +26,19 @@ def read_local_settings(path: Path = DEFAULT_PATH) -> dict[str, str]:
     return {str(key): str(value) for key, value in values.items() if value is not None}
 
 
-def apply_local_settings(path: Path = DEFAULT_PATH) -> dict[str, str]:
+def settings_file() -> Path | None:
+    """local.settings.json in the project, or the file LOCAL_SETTINGS_FILE names ('none': no file)."""
+    chosen = os.environ.get("LOCAL_SETTINGS_FILE", "")
+    if chosen.lower() == "none":
+        return None
+    return Path(chosen) if chosen else DEFAULT_PATH
+
+
+def apply_local_settings(path: Path | None = None) -> dict[str, str]:
     """Set each value that the environment does not already set (environment variables win)."""
+    path = path or settings_file()
+    if path is None:
+        return {}
     applied: dict[str, str] = {}
     for key, value in read_local_settings(path).items():
         if key not in os.environ:
