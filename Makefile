@@ -7,8 +7,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
+URL ?= http://127.0.0.1:7071/api
 
-.PHONY: run test up down clean-stack venv lint format typecheck check settings-example bench clean
+.PHONY: run test up down clean-stack venv lint format typecheck check settings-example bench clean smoke
 
 run: venv
 	$(PY) -m devstack run
@@ -59,3 +60,6 @@ clean:
 
 bench: venv
 	$(PY) -m bench.http_overhead
+
+smoke: venv
+	@$(PY) -m devstack.smoke --url "$(URL)" $(if $(KEY),--key "$(KEY)")

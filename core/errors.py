@@ -5,7 +5,8 @@
     GeoetlError                      root; never retried unless a subclass says so
     ├── InvalidInput                 bad input: permanent, never retried (HTTP 400)
     │   ├── InvalidBlobName
-    │   └── InvalidSetting
+    │   ├── InvalidSetting
+    │   └── InvalidMessage           a queue message no worker can use (dead-lettered)
     ├── NotFound                     (HTTP 404)
     │   ├── BlobNotFound
     │   ├── ContainerNotFound
@@ -13,6 +14,7 @@
     ├── Conflict                     (HTTP 409)
     ├── Forbidden                    disabled or refused operation (HTTP 403)
     └── RetryableError               transient: worth another attempt
+        ├── LeaseExpired             a task's worker stopped renewing its lease
         └── ServiceUnavailable       a dependency is down (HTTP 503)
             ├── DatabaseUnavailable
             ├── DatabaseBusy         timeout, deadlock, serialization conflict
@@ -127,3 +129,15 @@ class StorageUnavailable(ServiceUnavailable):
     """Blob storage is unavailable."""
 
     code = "storage_unavailable"
+
+
+class LeaseExpired(RetryableError):
+    """The worker running this task stopped renewing its lease (it crashed or was killed)."""
+
+    code = "lease_expired"
+
+
+class InvalidMessage(InvalidInput):
+    """A queue message that cannot be used: not parseable, or naming a job or task that does not exist."""
+
+    code = "invalid_message"

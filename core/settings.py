@@ -139,6 +139,46 @@ class QueueSettings(_Settings):
         validation_alias="ServiceBusConnection__fullyQualifiedNamespace",
         description="Service Bus namespace (<name>.servicebus.windows.net) for managed identity",
     )
+    queue_visibility_timeout_seconds: float = Field(
+        600.0,
+        gt=0,
+        description="postgres queue: seconds a received message stays invisible before it is delivered again",
+    )
+    queue_max_deliveries: int = Field(
+        10, ge=1, description="postgres queue: deliveries of one message before it is dead-lettered"
+    )
+    queue_poll_interval_ms: int = Field(
+        200, ge=1, description="postgres queue: longest pause between polls of an idle queue (milliseconds)"
+    )
+
+
+class OrchestrationSettings(_Settings):
+    """The CoreMachine: retries, leases, planning and the janitor."""
+
+    task_max_retries: int = Field(
+        3, ge=0, description="Retries of a task after a retryable error (attempts = 1 + this)"
+    )
+    task_retry_base_seconds: float = Field(
+        5.0, ge=0, description="Backoff before the first retry; doubles for each further retry (5, 10, 20 s)"
+    )
+    task_retry_max_seconds: float = Field(300.0, ge=0, description="Longest backoff between two attempts")
+    task_lease_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="A running task's lease; heartbeats renew it every third of it, the janitor "
+        "re-drives a task whose lease expired",
+    )
+    janitor_schedule: str = Field("0 */1 * * * *", description="NCRONTAB schedule of the janitor timer (every minute)")
+    janitor_stale_seconds: float = Field(
+        120.0, ge=0, description="Age after which the janitor re-sends the message of a queued task or a waiting job"
+    )
+    plan_batch_size: int = Field(
+        1000, ge=1, description="Tasks inserted and enqueued per batch when a stage is planned"
+    )
+    result_inline_max_bytes: int = Field(
+        262144, ge=1024, description="Task results larger than this are stored as blobs (claim check)"
+    )
+    results_container: str = Field("silver", description="Container for task results too large for the database")
 
 
 class AppSettings(_Settings):
@@ -208,6 +248,7 @@ class Settings:
         database: DatabaseSettings | None = None,
         storage: StorageSettings | None = None,
         queue: QueueSettings | None = None,
+        orchestration: OrchestrationSettings | None = None,
         app: AppSettings | None = None,
         local_host: LocalHostSettings | None = None,
         stack: StackSettings | None = None,
@@ -215,6 +256,7 @@ class Settings:
         self.database = database or DatabaseSettings()
         self.storage = storage or StorageSettings()
         self.queue = queue or QueueSettings()
+        self.orchestration = orchestration or OrchestrationSettings()
         self.app = app or AppSettings()
         self.local_host = local_host or LocalHostSettings()
         self.stack = stack or StackSettings()
@@ -224,6 +266,7 @@ SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
     DatabaseSettings,
     StorageSettings,
     QueueSettings,
+    OrchestrationSettings,
     AppSettings,
     LocalHostSettings,
     StackSettings,

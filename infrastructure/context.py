@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from core.settings import Settings, get_settings
 from infrastructure.db.database import Database, TokenProvider
 
 if TYPE_CHECKING:
+    from core.ports import MessageSender
+    from infrastructure.db.jobs import PostgresJobStore
+    from infrastructure.queues import MessageSource
     from infrastructure.storage import BlobStore
+
+T = TypeVar("T")
 
 
 class AppContext:
@@ -18,9 +24,10 @@ class AppContext:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # singletons may build on each other
         self._db: Database | None = None
         self._storage: BlobStore | None = None
+        self._singletons: dict[str, Any] = {}
 
     @property
     def db(self) -> Database:
@@ -37,6 +44,37 @@ class AppContext:
             if self._storage is None:
                 self._storage = create_blob_store(self.settings.storage, self.settings.app.managed_identity_client_id)
             return self._storage
+
+    def singleton(self, name: str, factory: Callable[[], T]) -> T:
+        """One ``factory()`` result per context (e.g. the CoreMachine, composed in ``triggers``)."""
+        with self._lock:
+            if name not in self._singletons:
+                self._singletons[name] = factory()
+            return self._singletons[name]  # type: ignore[no-any-return]
+
+    @property
+    def queue_sender(self) -> MessageSender:
+        from infrastructure.queues import create_sender
+
+        db, client_id = self.db, self.settings.app.managed_identity_client_id
+        return self.singleton("queue_sender", lambda: create_sender(self.settings.queue, db, client_id))
+
+    @property
+    def message_source(self) -> MessageSource:
+        from infrastructure.queues import PostgresQueue, create_message_source
+
+        sender = self.queue_sender
+        if isinstance(sender, PostgresQueue):  # one object: a send wakes this process's waiting workers
+            return sender
+        db, client_id = self.db, self.settings.app.managed_identity_client_id
+        return self.singleton("message_source", lambda: create_message_source(self.settings.queue, db, client_id))
+
+    @property
+    def job_store(self) -> PostgresJobStore:
+        from infrastructure.db.jobs import PostgresJobStore
+
+        db, sender = self.db, self.queue_sender
+        return self.singleton("job_store", lambda: PostgresJobStore(db, sender))
 
     @cached_property
     def db_token_provider(self) -> TokenProvider | None:
@@ -56,6 +94,11 @@ class AppContext:
             if self._storage is not None:
                 self._storage.close()
                 self._storage = None
+            for item in self._singletons.values():
+                close = getattr(item, "close", None)
+                if callable(close):
+                    close()
+            self._singletons.clear()
 
 
 _context: AppContext | None = None

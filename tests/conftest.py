@@ -14,7 +14,13 @@ from tests.helpers.env import isolate_environment
 
 isolate_environment()
 
-pytest_plugins = ["tests.plugins.postgres", "tests.plugins.azurite", "tests.plugins.app", "tests.plugins.pgbouncer"]
+pytest_plugins = [
+    "tests.plugins.postgres",
+    "tests.plugins.azurite",
+    "tests.plugins.app",
+    "tests.plugins.pgbouncer",
+    "tests.plugins.machine",
+]
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

@@ -12,7 +12,7 @@ import azure.functions as func
 import pytest
 
 from core.settings import LocalHostSettings
-from triggers.localhost.background import ReceivedMessage
+from infrastructure.queues.base import ReceivedMessage
 from triggers.localhost.host import LocalHost
 
 

@@ -7,7 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from core.settings import AppSettings, DatabaseSettings, LocalHostSettings, Settings, StorageSettings
+from core.settings import (
+    AppSettings,
+    DatabaseSettings,
+    LocalHostSettings,
+    OrchestrationSettings,
+    QueueSettings,
+    Settings,
+    StorageSettings,
+)
 from infrastructure.context import AppContext, set_app_context
 from tests.helpers.servers import serve
 from triggers.localhost.functions import FunctionTable, read_functions
@@ -22,9 +30,18 @@ def app_functions() -> FunctionTable:
     return read_functions(function_app.app)
 
 
-def make_context(database: DatabaseSettings, storage_root: Path, **app_settings: object) -> AppContext:
+def make_context(
+    database: DatabaseSettings,
+    storage_root: Path,
+    orchestration: OrchestrationSettings | None = None,
+    queue: QueueSettings | None = None,
+    **app_settings: object,
+) -> AppContext:
     storage = StorageSettings(storage_backend="local", storage_local_root=storage_root)
-    context = AppContext(Settings(database=database, storage=storage, app=AppSettings(**app_settings)))
+    settings = Settings(
+        database=database, storage=storage, queue=queue, orchestration=orchestration, app=AppSettings(**app_settings)
+    )
+    context = AppContext(settings)
     for container in storage.containers:
         context.storage.ensure_container(container)
     return context

@@ -30,8 +30,15 @@ def test_auth_levels(app_functions: FunctionTable) -> None:
     levels = {f.route: f.auth_level for f in app_functions.http}
     anonymous = {route for route, level in levels.items() if level == func.AuthLevel.ANONYMOUS}
     assert anonymous == {"ping", "{*path}"}
-    assert all(level == func.AuthLevel.ADMIN for route, level in levels.items() if route.startswith("db/"))
+    admin = {route for route, level in levels.items() if level == func.AuthLevel.ADMIN}
+    assert admin == {"db/migrate", "db/schema/redeploy"}  # what changes the schema; db/jobs etc. only read
     assert levels["health"] == func.AuthLevel.FUNCTION
+
+
+def test_queue_and_timer_triggers(app_functions: FunctionTable) -> None:
+    queues = {f.name: f.queue_name for f in app_functions.queues}
+    assert queues == {"process_job_message": "geospatial-jobs", "process_task_message": "geospatial-tasks"}
+    assert [(t.name, t.schedule) for t in app_functions.timers] == [("janitor", "0 */1 * * * *")]
 
 
 def test_every_route_but_the_catch_all_is_documented(app_functions: FunctionTable) -> None:

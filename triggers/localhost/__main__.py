@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from core.errors import GeoetlError
 from core.settings import get_settings
+from infrastructure.context import get_app_context
 from infrastructure.logging import configure_logging
 from triggers.localhost.functions import SettingNotSet
 from triggers.localhost.host import LocalHost
@@ -31,7 +32,8 @@ def main(argv: list[str] | None = None) -> int:
         apply_local_settings()
         settings = get_settings()
         configure_logging(settings.app.log_level)
-        host = LocalHost(importlib.import_module("function_app").app, settings.local_host)
+        app = importlib.import_module("function_app").app
+        host = LocalHost(app, settings.local_host, message_source=get_app_context().message_source)
         if args.workers_only:
             log.info(
                 "local host: workers only (%d timer(s), %d queue function(s))",

@@ -10,46 +10,17 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from azure.functions.servicebus import ServiceBusMessage
 from azure.functions.timer import TimerRequest
 
+from infrastructure.queues.base import MessageSource, ReceivedMessage
 from triggers.localhost.functions import QueueFunction, TimerFunction, invoke
 from triggers.localhost.schedule import Schedule
 
 log = logging.getLogger("geoetl.localhost")
-
-
-@dataclass(frozen=True)
-class ReceivedMessage:
-    """A message as a transport hands it to the host."""
-
-    message_id: str
-    body: bytes
-    delivery_count: int = 1
-    enqueued_time: datetime | None = None
-    content_type: str | None = "application/json"
-    application_properties: dict[str, Any] = field(default_factory=dict)
-    receipt: Any = None  # transport-specific handle (lock token, row id)
-
-
-class MessageSource(Protocol):
-    """The seam a queue transport implements for the local host.
-
-    A received message stays invisible to other workers until it is completed or abandoned, or until the
-    transport's visibility timeout expires; that timeout must exceed the longest function run (Azure:
-    host.json's maxAutoLockRenewalDuration), or a long task is delivered again while it still runs.
-    """
-
-    def receive(self, queue_name: str, max_messages: int, max_wait_seconds: float) -> Sequence[ReceivedMessage]: ...
-
-    def complete(self, queue_name: str, message: ReceivedMessage) -> None: ...
-
-    def abandon(self, queue_name: str, message: ReceivedMessage, reason: str) -> None: ...
 
 
 def to_servicebus_message(message: ReceivedMessage) -> ServiceBusMessage:

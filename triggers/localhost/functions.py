@@ -64,11 +64,26 @@ def resolve_setting_refs(value: str) -> str:
 
     def lookup(match: re.Match[str]) -> str:
         name = match.group(1)
-        if name not in os.environ:
+        if name in os.environ:
+            return os.environ[name]
+        default = _setting_defaults().get(name.upper())
+        if default is None:
             raise SettingNotSet(f"binding expression %{name}% names an app setting that is not set")
-        return os.environ[name]
+        return default
 
     return _SETTING_REF.sub(lookup, value)
+
+
+def _setting_defaults() -> dict[str, str]:
+    """Defaults of geoetl's own settings (local.settings.example.json), for settings left unset locally."""
+    from core.settings import SETTINGS_CLASSES
+
+    defaults: dict[str, str] = {}
+    for cls in SETTINGS_CLASSES:
+        for name, info in cls.model_fields.items():
+            if isinstance(info.default, str | int | float) and not isinstance(info.default, bool):
+                defaults[name.upper()] = str(info.default)
+    return defaults
 
 
 def read_functions(app: func.FunctionApp) -> FunctionTable:

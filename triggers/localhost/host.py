@@ -16,7 +16,8 @@ from starlette.applications import Starlette
 
 from core.errors import InvalidSetting
 from core.settings import LocalHostSettings
-from triggers.localhost.background import MessageSource, QueueWorker, TimerRunner
+from infrastructure.queues.base import MessageSource
+from triggers.localhost.background import QueueWorker, TimerRunner
 from triggers.localhost.functions import FunctionTable, read_functions
 from triggers.localhost.http import build_http_app
 from triggers.localhost.keys import KeyRing

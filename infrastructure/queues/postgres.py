@@ -1,0 +1,160 @@
+"""The postgres queue transport (the default): a table in the orchestration database.
+
+Receiving claims visible rows with ``FOR UPDATE SKIP LOCKED`` and hides them for
+the visibility timeout; completing deletes the row; abandoning makes it visible
+again after a short pause; a message delivered more than QUEUE_MAX_DELIVERIES
+times is moved to ``geoetl.dead_letters``. Sending is transactional: the
+CoreMachine writes its messages in the same transaction as the state change.
+``message_id`` is unique per queue among live messages, so re-sending a
+message that is still queued is a no-op. Idle workers poll with a growing
+pause (up to QUEUE_POLL_INTERVAL_MS); a send in this process wakes them at once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from core.models import QueueMessage
+from core.settings import QueueSettings
+from infrastructure.db.database import Database
+from infrastructure.db.dead_letters import record_dead_letter
+from infrastructure.queues.base import ReceivedMessage
+
+log = logging.getLogger("geoetl.queue")
+
+_MIN_POLL_SECONDS = 0.01
+
+
+class PostgresQueue:
+    """Sender (transactional) and MessageSource over ``geoetl.queue_messages``."""
+
+    transactional = True
+
+    def __init__(self, db: Database, settings: QueueSettings) -> None:
+        self.db = db
+        self.settings = settings
+        self._wakeup = threading.Condition()
+        self._generation = 0
+
+    # --- sending --------------------------------------------------------------------------------
+
+    def send(self, queue: str, messages: Sequence[QueueMessage], conn: Any = None) -> None:
+        if not messages:
+            return
+        if conn is None:
+            with self.db.transaction() as own:
+                self._insert(own, queue, messages)
+        else:
+            self._insert(conn, queue, messages)
+        with self._wakeup:
+            self._generation += 1
+            self._wakeup.notify_all()
+
+    @staticmethod
+    def _insert(conn: psycopg.Connection[Any], queue: str, messages: Sequence[QueueMessage]) -> None:
+        conn.execute(
+            "INSERT INTO geoetl.queue_messages (queue_name, message_id, body, properties, visible_at) "
+            "SELECT %s, m.id, m.body, m.props, coalesce(m.visible_at, now()) "
+            "FROM unnest(%s::text[], %s::text[], %s::jsonb[], %s::timestamptz[]) AS m(id, body, props, visible_at) "
+            "ON CONFLICT (queue_name, message_id) DO NOTHING",
+            (
+                queue,
+                [m.message_id for m in messages],
+                [m.body for m in messages],
+                [Jsonb(m.properties) for m in messages],
+                [m.not_before for m in messages],
+            ),
+        )
+
+    # --- receiving ------------------------------------------------------------------------------
+
+    def receive(self, queue_name: str, max_messages: int, max_wait_seconds: float) -> Sequence[ReceivedMessage]:
+        deadline = time.monotonic() + max_wait_seconds
+        pause = _MIN_POLL_SECONDS
+        longest = self.settings.queue_poll_interval_ms / 1000
+        while True:
+            with self._wakeup:
+                generation = self._generation
+            messages = self._claim(queue_name, max_messages)
+            if messages:
+                return messages
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return []
+            with self._wakeup:
+                if self._generation == generation:
+                    self._wakeup.wait(min(pause, remaining))
+            pause = min(pause * 2, longest)
+
+    def _claim(self, queue: str, limit: int) -> list[ReceivedMessage]:
+        with self.db.transaction() as conn:
+            rows = conn.execute(
+                "WITH picked AS (SELECT id FROM geoetl.queue_messages WHERE queue_name = %s AND visible_at <= now() "
+                "ORDER BY visible_at, id LIMIT %s FOR UPDATE SKIP LOCKED) "
+                "UPDATE geoetl.queue_messages m SET visible_at = now() + make_interval(secs => %s), "
+                "delivery_count = m.delivery_count + 1 FROM picked WHERE m.id = picked.id "
+                "RETURNING m.id, m.message_id, m.body, m.properties, m.delivery_count, m.enqueued_at, m.last_error",
+                (queue, limit, self.settings.queue_visibility_timeout_seconds),
+            ).fetchall()
+            received = []
+            for row in rows:
+                if row["delivery_count"] > self.settings.queue_max_deliveries:
+                    reason = f"delivered {row['delivery_count'] - 1} times without completing"
+                    if row["last_error"]:
+                        reason += f"; last error: {row['last_error']}"
+                    self._move_to_dead_letters(conn, queue, row, reason)
+                    continue
+                received.append(
+                    ReceivedMessage(
+                        message_id=row["message_id"],
+                        body=row["body"].encode(),
+                        delivery_count=row["delivery_count"],
+                        enqueued_time=row["enqueued_at"],
+                        application_properties=dict(row["properties"] or {}),
+                        receipt=row["id"],
+                    )
+                )
+        return received
+
+    def complete(self, queue_name: str, message: ReceivedMessage) -> None:
+        with self.db.transaction() as conn:
+            conn.execute("DELETE FROM geoetl.queue_messages WHERE id = %s", (message.receipt,))
+
+    def abandon(self, queue_name: str, message: ReceivedMessage, reason: str) -> None:
+        """Visible again after a pause growing with the deliveries (1 s, 2 s, 4 s... at most 60 s)."""
+        pause = min(60.0, 2.0 ** (message.delivery_count - 1))
+        with self.db.transaction() as conn:
+            if message.delivery_count >= self.settings.queue_max_deliveries:
+                row = conn.execute(
+                    "SELECT id, message_id, body, delivery_count FROM geoetl.queue_messages WHERE id = %s FOR UPDATE",
+                    (message.receipt,),
+                ).fetchone()
+                if row is not None:
+                    self._move_to_dead_letters(
+                        conn, queue_name, row, f"failed on each of {row['delivery_count']} deliveries: {reason}"
+                    )
+                return
+            conn.execute(
+                "UPDATE geoetl.queue_messages SET visible_at = now() + make_interval(secs => %s), last_error = %s "
+                "WHERE id = %s",
+                (pause, reason[:2000], message.receipt),
+            )
+
+    @staticmethod
+    def _move_to_dead_letters(conn: psycopg.Connection[Any], queue: str, row: dict[str, Any], reason: str) -> None:
+        log.warning("dead-lettering message %s on %s: %s", row["message_id"], queue, reason)
+        conn.execute("DELETE FROM geoetl.queue_messages WHERE id = %s", (row["id"],))
+        record_dead_letter(conn, queue, row["message_id"], row["body"], reason, row["delivery_count"])
+
+    # --- for operators and tests ----------------------------------------------------------------
+
+    def depth(self, queue_name: str) -> int:
+        row = self.db.fetch_one("SELECT count(*) AS n FROM geoetl.queue_messages WHERE queue_name = %s", (queue_name,))
+        return int(row["n"]) if row else 0
