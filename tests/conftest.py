@@ -20,6 +20,7 @@ pytest_plugins = [
     "tests.plugins.app",
     "tests.plugins.pgbouncer",
     "tests.plugins.machine",
+    "tests.plugins.jobs_api",
 ]
 
 

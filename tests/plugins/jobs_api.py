@@ -1,0 +1,1 @@
+"""Fixtures for the job API tests (the local host with queue workers running)."""
