@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from core.janitor import run_janitor
@@ -35,15 +36,21 @@ class Driver:
 
     def step(self) -> int:
         """Handle every visible message once (job messages first); returns how many were handled."""
+        return self.step_jobs() + self.step_tasks()
+
+    def step_jobs(self) -> int:
+        """Handle the visible job messages (planning, finalizing)."""
+        return self._handle(self.machine.jobs_queue, self.machine.handle_job_message)
+
+    def step_tasks(self) -> int:
+        return self._handle(self.machine.tasks_queue, self.machine.handle_task_message)
+
+    def _handle(self, queue: str, handle: Callable[[bytes, str, int], str]) -> int:
         handled = 0
-        for queue, handle in (
-            (self.machine.jobs_queue, self.machine.handle_job_message),
-            (self.machine.tasks_queue, self.machine.handle_task_message),
-        ):
-            for message in self.receive(queue):
-                self.outcomes.append(handle(message.body, message.message_id, message.delivery_count))
-                self.queue.complete(queue, message)
-                handled += 1
+        for message in self.receive(queue):
+            self.outcomes.append(handle(message.body, message.message_id, message.delivery_count))
+            self.queue.complete(queue, message)
+            handled += 1
         return handled
 
     def run(self, job_id: str, timeout: float = 30.0) -> JobStatus:
