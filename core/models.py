@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from core.errors import InvalidInput
+from core.errors import InvalidMessage
 
 
 class JobStatus(StrEnum):
@@ -166,9 +166,9 @@ def task_message(task_id: str, attempt: int, not_before: datetime | None = None,
 
 
 def parse_message(body: bytes | str, model: type[_Message]) -> Any:
-    """The message, or InvalidInput saying why it cannot be one (the worker dead-letters it)."""
+    """The message, or InvalidMessage saying why it cannot be one (the worker dead-letters it)."""
     try:
         return model.model_validate_json(body)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors())
-        raise InvalidInput(f"not a {model.__name__}: {problems}") from None
+        raise InvalidMessage(f"not a {model.__name__}: {problems}") from None

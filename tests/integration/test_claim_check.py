@@ -1,0 +1,23 @@
+"""Task results too large for a row go to blob storage; the row keeps a reference (the claim check)."""
+
+from __future__ import annotations
+
+from core.models import JobStatus
+from core.running import CLAIM_CHECK
+from tests.helpers.driver import Driver
+
+
+def test_large_results_are_stored_as_blobs_and_read_back_transparently(driver: Driver) -> None:
+    driver.machine.claim_check.limit = 40  # every greeting result is larger than this
+    job = driver.machine.submit("hello_world", {"n": 3, "message": "a long enough greeting text"}).job
+    assert driver.run(job.job_id) == JobStatus.COMPLETED
+    rows = driver.sql("SELECT result_data FROM geoetl.tasks WHERE job_id = %s AND stage = 1", (job.job_id,))
+    references = [r["result_data"][CLAIM_CHECK] for r in rows]  # type: ignore[index]
+    assert all(
+        ref["container"] == "silver" and ref["blob_name"].startswith(f"results/{job.job_id}/") for ref in references
+    )
+    assert driver.ctx.storage.exists("silver", references[0]["blob_name"])
+    # planning stage 2 and finalize read the real results through the reference
+    row = driver.ctx.job_store.job(job.job_id)
+    assert row is not None and row["result_data"]["first_greeting"] == "a long enough greeting text #0"
+    assert row["result_data"]["replies"] == 3
