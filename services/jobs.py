@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -40,7 +41,9 @@ class StageView(BaseModel):
     planned_at: datetime | None
     first_started_at: datetime | None
     completed_at: datetime | None
-    duration_seconds: float | None = Field(description="From planning to completion (or now)")
+    duration_seconds: float | None = Field(
+        description="From planning to completion (or to the job's end, or now while it runs)"
+    )
 
 
 class JobStatusView(BaseModel):
@@ -136,16 +139,44 @@ def encode_cursor(values: list[Any]) -> str:
     return base64.urlsafe_b64encode(json.dumps(values, default=str).encode()).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str | None, arity: int) -> list[Any] | None:
+def decode_cursor(cursor: str | None, kinds: tuple[Callable[[Any], Any], ...]) -> list[Any] | None:
+    """The values of a cursor this API returned, converted with ``kinds``; anything else is a 400."""
     if not cursor:
         return None
     try:
         values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, UnicodeDecodeError):
+        if not isinstance(values, list) or len(values) != len(kinds):
+            raise ValueError("wrong shape")
+        return [kind(value) for kind, value in zip(kinds, values, strict=True)]
+    except (ValueError, TypeError, UnicodeDecodeError, OverflowError):
         raise InvalidInput("cursor is not one this API returned", field="cursor") from None
-    if not isinstance(values, list) or len(values) != arity:
-        raise InvalidInput("cursor is not one this API returned", field="cursor")
-    return values
+
+
+def _timestamp(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise TypeError("not a timestamp")
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        raise ValueError("timestamp without a time zone")
+    return parsed
+
+
+def _int4(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**31:
+        raise ValueError("not a position")
+    return value
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > 200:
+        raise ValueError("not an id")
+    return value
+
+
+def _bigint(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 2**63:
+        raise ValueError("not an event id")
+    return value
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
@@ -154,7 +185,7 @@ def _seconds(start: datetime | None, end: datetime | None) -> float | None:
     return round(((end or datetime.now(UTC)) - start).total_seconds(), 3)
 
 
-def _stage_view(row: dict[str, Any]) -> StageView:
+def _stage_view(row: dict[str, Any], job_ended: datetime | None) -> StageView:
     total = row["task_count"]
     done = row["status"] == "completed"
     percent = 100.0 if done else (100.0 * row["completed"] / total if total else 0.0)
@@ -174,7 +205,7 @@ def _stage_view(row: dict[str, Any]) -> StageView:
         planned_at=row["planned_at"],
         first_started_at=row["first_started_at"],
         completed_at=row["completed_at"],
-        duration_seconds=_seconds(row["planned_at"], row["completed_at"]) if row["planned_at"] else None,
+        duration_seconds=_seconds(row["planned_at"], row["completed_at"] or job_ended),
     )
 
 
@@ -183,7 +214,7 @@ def job_status(ctx: AppContext, job_id: str) -> JobStatusView:
     row = store.job(job_id)
     if row is None:
         raise NotFound(f"no job with id {job_id}", job_id=job_id)
-    stages = [_stage_view(r) for r in store.stage_progress(job_id)]
+    stages = [_stage_view(r, row["completed_at"]) for r in store.stage_progress(job_id)]
     counts = {
         k: sum(getattr(s, k) for s in stages) for k in ("queued", "processing", "completed", "failed", "cancelled")
     }
@@ -203,11 +234,9 @@ def job_status(ctx: AppContext, job_id: str) -> JobStatusView:
 def list_jobs(
     ctx: AppContext, status: str | None, job_type: str | None, since_hours: float | None, limit: int, cursor: str | None
 ) -> JobList:
-    after = decode_cursor(cursor, 2)
+    after = decode_cursor(cursor, (_timestamp, _text))
     since = datetime.now(UTC) - timedelta(hours=since_hours) if since_hours is not None else None
-    rows = ctx.job_store.list_jobs(
-        status, job_type, since, limit + 1, (datetime.fromisoformat(after[0]), str(after[1])) if after else None
-    )
+    rows = ctx.job_store.list_jobs(status, job_type, since, limit + 1, (after[0], after[1]) if after else None)
     page, more = rows[:limit], len(rows) > limit
     jobs = [
         JobSummary(
@@ -229,8 +258,8 @@ def list_tasks(
     ctx: AppContext, job_id: str, stage: int | None, status: str | None, limit: int, cursor: str | None
 ) -> TaskList:
     _require_job(ctx, job_id)
-    after = decode_cursor(cursor, 2)
-    rows = ctx.job_store.list_tasks(job_id, stage, status, limit + 1, (int(after[0]), int(after[1])) if after else None)
+    after = decode_cursor(cursor, (_int4, _int4))
+    rows = ctx.job_store.list_tasks(job_id, stage, status, limit + 1, (after[0], after[1]) if after else None)
     page, more = rows[:limit], len(rows) > limit
     tasks = [TaskView(**{k: v for k, v in r.items() if k in TaskView.model_fields}) for r in page]
     next_cursor = encode_cursor([page[-1]["stage"], page[-1]["task_index"]]) if more else None
@@ -239,8 +268,8 @@ def list_tasks(
 
 def job_events(ctx: AppContext, job_id: str, limit: int, cursor: str | None) -> EventList:
     _require_job(ctx, job_id)
-    after = decode_cursor(cursor, 1)
-    rows = ctx.job_store.events(job_id, int(after[0]) if after else None, limit + 1)
+    after = decode_cursor(cursor, (_bigint,))
+    rows = ctx.job_store.events(job_id, after[0] if after else None, limit + 1)
     page, more = rows[:limit], len(rows) > limit
     events = [EventView(**{k: v for k, v in r.items() if k in EventView.model_fields}) for r in page]
     return EventList(job_id=job_id, events=events, next_cursor=encode_cursor([page[-1]["event_id"]]) if more else None)

@@ -39,7 +39,11 @@ def make_context(
 ) -> AppContext:
     storage = StorageSettings(storage_backend="local", storage_local_root=storage_root)
     settings = Settings(
-        database=database, storage=storage, queue=queue, orchestration=orchestration, app=AppSettings(**app_settings)
+        database=database,
+        storage=storage,
+        queue=queue,
+        orchestration=orchestration,
+        app=AppSettings.model_validate(app_settings),
     )
     context = AppContext(settings)
     for container in storage.containers:
