@@ -67,10 +67,12 @@ def cmd_run(settings: Settings, port: int | None) -> None:
     signal.signal(signal.SIGTERM, _interrupt)  # docker stop / kill: stop the database we started, as Ctrl-C does
     state = up(settings)
     print(f"[devstack] stack ready in {state.seconds:.1f} s (pgstac {state.pgstac_version})", flush=True)
+    from infrastructure.context import get_app_context
     from triggers.localhost.host import LocalHost
 
     try:
-        host = LocalHost(importlib.import_module("function_app").app, settings.local_host)
+        app = importlib.import_module("function_app").app
+        host = LocalHost(app, settings.local_host, message_source=get_app_context().message_source)
         _print_ready(settings, port)
         host.serve(port=port)
     except KeyboardInterrupt:

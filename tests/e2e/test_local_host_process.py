@@ -95,6 +95,25 @@ def test_process_serves_health_with_keys_and_logs_json_lines(host_process: tuple
     assert MASTER not in stderr and FUNCTION_KEY not in stderr
 
 
+def run_hello_world(base: str, headers: dict[str, str], message: str) -> dict[str, object]:
+    """Submit hello_world and poll until it ends: the process's queue workers must be running."""
+    submitted = httpx.post(f"{base}/jobs/submit/hello_world", json={"n": 3, "message": message}, headers=headers)
+    assert submitted.status_code == 202, submitted.text
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = httpx.get(submitted.json()["status_url"], headers=headers, timeout=10).json()
+        if status["status"] in ("completed", "failed", "cancelled"):
+            return dict(status)
+        time.sleep(0.2)
+    raise AssertionError(f"job still {status['status']} after 60 s")
+
+
+def test_process_runs_jobs_on_its_queue_workers(host_process: tuple[str, subprocess.Popen[str]]) -> None:
+    base, _ = host_process
+    status = run_hello_world(base, {"x-functions-key": FUNCTION_KEY}, "from the process")
+    assert status["status"] == "completed" and status["result_data"]["replies"] == 3  # type: ignore[index]
+
+
 def test_devstack_run_prints_the_url_and_serves_health(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen(
@@ -109,6 +128,8 @@ def test_devstack_run_prints_the_url_and_serves_health(tmp_path: Path) -> None:
         wait_until_serving(f"http://127.0.0.1:{port}/api/health", proc)
         response = httpx.get(f"http://127.0.0.1:{port}/api/health", timeout=30)
         assert response.status_code == 200, response.text
+        status = run_hello_world(f"http://127.0.0.1:{port}/api", {}, f"make run {time.time_ns()}")
+        assert status["status"] == "completed"
     finally:
         stdout, _ = stop(proc)
     assert f"http://127.0.0.1:{port}/api" in stdout
