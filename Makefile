@@ -60,6 +60,7 @@ clean:
 
 bench: venv
 	$(PY) -m bench.http_overhead
+	$(PY) -m bench.orchestration
 
 smoke: venv
 	@$(PY) -m devstack.smoke --url "$(URL)" $(if $(KEY),--key "$(KEY)")
