@@ -39,7 +39,7 @@ def run_janitor(machine: CoreMachine) -> JanitorReport:
     queued = store.stale_queued_tasks(stale, BATCH)
     if queued:
         with store.unit() as u:
-            touched = u.touch_queued_tasks(queued)
+            touched = u.touch_queued_tasks(queued, stale)
             u.send(machine.tasks_queue, [task_message(t.task_id, t.attempt + 1, t.not_before) for t in touched])
         report.tasks_redriven += len(touched)
     for job, stage in store.stale_jobs(stale, BATCH):

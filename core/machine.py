@@ -49,7 +49,7 @@ from core.models import (
 )
 from core.ports import JobStore, PayloadStore, Unit
 from core.registry import Registry, TaskHandler
-from core.running import ClaimCheck, Heartbeat, RunningTask, StoredResults
+from core.running import ClaimCheck, LeaseKeeper, RunningTask, StoredResults
 from core.settings import OrchestrationSettings
 
 log = logging.getLogger("geoetl.machine")
@@ -102,6 +102,8 @@ class CoreMachine:
         self.jobs_queue, self.tasks_queue = jobs_queue, tasks_queue
         self.resources = dict(resources or {})
         self.claim_check = ClaimCheck(payloads, settings.result_inline_max_bytes)
+        self.leases = LeaseKeeper()
+        self.host = socket.gethostname()
 
     # --- submission, resubmission, cancellation -------------------------------------------------
 
@@ -297,7 +299,7 @@ class CoreMachine:
     def run_task(self, task_id: str, attempt: int) -> str:
         """Claim, run and record attempt ``attempt`` of a task; any other delivery is a no-op."""
         lease = self.settings.task_lease_seconds
-        worker = f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
+        worker = f"{self.host}:{os.getpid()}:{threading.current_thread().name}"
         claimed = self.store.claim_task(task_id, attempt, lease, worker)
         if claimed is None:
             return self._unclaimed(task_id, attempt)
@@ -307,8 +309,8 @@ class CoreMachine:
             missing = InvalidInput(f"no handler for task type {task.task_type!r} in this deployment")
             return self._task_failed(task, missing)
         renew = lambda: self.store.renew_lease(task.task_id, task.attempt, lease)  # noqa: E731
-        with Heartbeat(renew, lease / 3, task.task_id) as heartbeat:
-            context = RunningTask(claimed, self.store, self.claim_check, self.resources, heartbeat)
+        with self.leases.hold(renew, lease / 3) as held:
+            context = RunningTask(claimed, self.store, self.claim_check, self.resources, held)
             try:
                 result = self._run_handler(handler, task, context)
             except Exception as exc:

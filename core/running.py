@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from core.ports import ClaimedTask, JobStore, PayloadStore, iterate_pages
@@ -36,37 +38,61 @@ class ClaimCheck:
         return value
 
 
-class Heartbeat:
-    """Renews a running task's lease every ``interval`` seconds on a daemon thread until stopped."""
+class Lease:
+    """One running task's lease as the keeper sees it."""
 
-    def __init__(self, renew: Callable[[], bool], interval: float, name: str) -> None:
-        self._renew, self._interval = renew, interval
-        self._stop = threading.Event()
+    def __init__(self, renew: Callable[[], bool], interval: float) -> None:
+        self.renew, self.interval = renew, interval
+        self.due = time.monotonic() + interval
         self.lost = False
-        self._thread = threading.Thread(target=self._run, name=f"heartbeat-{name}", daemon=True)
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
 
     def beat(self) -> bool:
+        """Renew now; False once the task is no longer this attempt's."""
         try:
-            alive = self._renew()
+            alive = self.renew()
         except Exception:  # a database hiccup: the next beat tries again, the lease has margin
             log.warning("renewing a task lease failed", exc_info=True)
             return not self.lost
-        if not alive:
-            self.lost = True
+        self.lost = self.lost or not alive
+        self.due = time.monotonic() + self.interval
         return alive
 
+
+class LeaseKeeper:
+    """Renews the leases of this process's running tasks on one daemon thread, each every ``interval``
+    seconds (a third of the lease). A task shorter than that costs no renewal and no thread."""
+
+    def __init__(self) -> None:
+        self._leases: dict[int, Lease] = {}
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def hold(self, renew: Callable[[], bool], interval: float) -> Iterator[Lease]:
+        lease = Lease(renew, interval)
+        with self._changed:
+            self._leases[id(lease)] = lease
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+        try:
+            yield lease
+        finally:
+            with self._changed:
+                self._leases.pop(id(lease), None)
+
     def _run(self) -> None:
-        while not self._stop.wait(self._interval):
-            if not self.beat():
-                return
+        while True:
+            with self._changed:
+                now = time.monotonic()
+                due = [lease for lease in self._leases.values() if lease.due <= now and not lease.lost]
+                if not due:
+                    upcoming = [lease.due for lease in self._leases.values() if not lease.lost]
+                    self._changed.wait(min(upcoming) - now if upcoming else 60.0)
+                    continue
+            for lease in due:  # outside the lock: renewing is a database round trip
+                lease.beat()
 
 
 class RunningTask:
@@ -78,7 +104,7 @@ class RunningTask:
         store: JobStore,
         claim_check: ClaimCheck,
         resources: Mapping[str, Callable[[], Any]],
-        heartbeat: Heartbeat | None = None,
+        lease: Lease | None = None,
     ) -> None:
         task = claimed.task
         self.job_id, self.job_type, self.task_id = task.job_id, claimed.job_type, task.task_id
@@ -87,7 +113,7 @@ class RunningTask:
         self.job_parameters: Mapping[str, Any] = claimed.job_parameters
         self.next_stage_params: dict[str, Any] | None = None
         self._store, self._claim_check, self._resources = store, claim_check, resources
-        self._heartbeat = heartbeat
+        self._lease = lease
 
     @property
     def storage(self) -> Any:
@@ -98,7 +124,7 @@ class RunningTask:
         return self._resources["db"]()
 
     def heartbeat(self) -> bool:
-        return self._heartbeat.beat() if self._heartbeat is not None else True
+        return self._lease.beat() if self._lease is not None else True
 
     def set_next_stage_params(self, params: Mapping[str, Any]) -> None:
         self.next_stage_params = {**(self.next_stage_params or {}), **params}

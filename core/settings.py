@@ -47,6 +47,11 @@ class DatabaseSettings(_Settings):
     pg_pool_min_size: int = Field(1, ge=0, description="Connections the pool keeps open")
     pg_pool_max_size: int = Field(10, ge=1, description="Most connections the pool opens")
     pg_connect_timeout: float = Field(5.0, gt=0, description="Seconds to wait for a connection before failing")
+    pg_prepared_statements: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="Server-side prepared statements: 'auto' = on for the private cluster, off for an existing "
+        "server (PgBouncer in transaction mode before 1.21 cannot keep them)",
+    )
     pg_statement_timeout_ms: int = Field(
         60000, ge=0, description="Statement timeout set per transaction (SET LOCAL), 0 = none"
     )
@@ -55,6 +60,10 @@ class DatabaseSettings(_Settings):
     def embedded(self) -> bool:
         """No PGHOST: the project's own private cluster, which make run / make test start."""
         return self.pghost is None
+
+    @property
+    def prepared_statements(self) -> bool:
+        return self.pg_prepared_statements == "on" or (self.pg_prepared_statements == "auto" and self.embedded)
 
     @property
     def host(self) -> str:

@@ -87,18 +87,19 @@ class AppContext:
         return token_provider(credential, self.settings.database.pg_entra_scope)
 
     def close(self) -> None:
+        """Close what was built, users first (a queue flushes its acks), the pool and the blob store last."""
         with self._lock:
+            for item in reversed(list(self._singletons.values())):
+                close = getattr(item, "close", None)
+                if callable(close):
+                    close()
+            self._singletons.clear()
             if self._db is not None:
                 self._db.close()
                 self._db = None
             if self._storage is not None:
                 self._storage.close()
                 self._storage = None
-            for item in self._singletons.values():
-                close = getattr(item, "close", None)
-                if callable(close):
-                    close()
-            self._singletons.clear()
 
 
 _context: AppContext | None = None

@@ -10,6 +10,9 @@ timeouts, deadlocks and serialization conflicts :class:`DatabaseBusy` (both retr
 from __future__ import annotations
 
 import logging
+import threading
+import time
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -33,7 +36,8 @@ def connection_kwargs(settings: DatabaseSettings, token_provider: TokenProvider 
         kwargs["password"] = token_provider()
     elif settings.pgpassword is not None:
         kwargs["password"] = settings.pgpassword.get_secret_value()
-    kwargs["prepare_threshold"] = None  # PgBouncer transaction mode: no server-side prepared statements
+    # PgBouncer transaction mode (before 1.21): no server-side prepared statements
+    kwargs["prepare_threshold"] = 5 if settings.prepared_statements else None
     return kwargs
 
 
@@ -82,18 +86,42 @@ def translate(exc: psycopg.Error, settings: DatabaseSettings) -> GeoetlError | N
     return None
 
 
+IDLE_CHECK_SECONDS = 10.0
+
+
+class _IdleCheck:
+    """Check a pooled connection before use only when it sat idle a while (a dropped connection is
+    noticed then); a connection returned moments ago is used without the extra round trip."""
+
+    def __init__(self) -> None:
+        self._returned: weakref.WeakKeyDictionary[psycopg.Connection[Any], float] = weakref.WeakKeyDictionary()
+        self._lock = threading.Lock()
+
+    def returned(self, conn: psycopg.Connection[Any]) -> None:
+        with self._lock:
+            self._returned[conn] = time.monotonic()
+
+    def check(self, conn: psycopg.Connection[Any]) -> None:
+        with self._lock:
+            last = self._returned.get(conn)
+        if last is None or time.monotonic() - last > IDLE_CHECK_SECONDS:
+            ConnectionPool.check_connection(conn)
+
+
 class Database:
     """A psycopg connection pool plus transaction helpers."""
 
     def __init__(self, settings: DatabaseSettings, token_provider: TokenProvider | None = None) -> None:
         self.settings = settings
+        self._idle = _IdleCheck()
         self._pool = ConnectionPool(
             conninfo="",
             kwargs=lambda: connection_kwargs(settings, token_provider),
             min_size=settings.pg_pool_min_size,
             max_size=settings.pg_pool_max_size,
             timeout=settings.pg_connect_timeout,
-            check=ConnectionPool.check_connection,
+            check=self._idle.check,
+            reset=self._idle.returned,
             # A failed background connect gives up at once; the next request that needs a connection
             # tries again, so a database that comes back is used at once (no backoff to wait out).
             reconnect_timeout=0,
@@ -133,3 +161,14 @@ class Database:
     def fetch_one(self, query: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> dict[str, Any] | None:
         with self.transaction() as conn:
             return conn.execute(query, params).fetchone()  # type: ignore[arg-type]
+
+    def quick(self, query: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[dict[str, Any]]:
+        """One statement as its own transaction in a single round trip (autocommit), without the statement
+        timeout: for the O(1) statements of the task path only (claims, lease renewals, acks)."""
+        with self.connection() as conn:
+            conn.autocommit = True
+            try:
+                cur = conn.execute(query, params)  # type: ignore[arg-type]
+                return cur.fetchall() if cur.description else []
+            finally:
+                conn.autocommit = False

@@ -1,7 +1,9 @@
 """The postgres queue transport (the default): a table in the orchestration database.
 
 Receiving claims visible rows with ``FOR UPDATE SKIP LOCKED`` and hides them for
-the visibility timeout; completing deletes the row; abandoning makes it visible
+the visibility timeout; completing deletes the row — batched: the deletes ride
+along with this process's next receive, in the same statement (a crash before
+then only means a redelivery, which the CoreMachine ignores); abandoning makes it visible
 again after a short pause; a message delivered more than QUEUE_MAX_DELIVERIES
 times is moved to ``geoetl.dead_letters``. Sending is transactional: the
 CoreMachine writes its messages in the same transaction as the state change.
@@ -42,6 +44,8 @@ class PostgresQueue:
         self.settings = settings
         self._wakeup = threading.Condition()
         self._generation = 0
+        self._acks: list[int] = []  # completed messages not yet deleted
+        self._acks_lock = threading.Lock()
 
     # --- sending --------------------------------------------------------------------------------
 
@@ -94,38 +98,70 @@ class PostgresQueue:
             pause = min(pause * 2, longest)
 
     def _claim(self, queue: str, limit: int) -> list[ReceivedMessage]:
-        with self.db.transaction() as conn:
-            rows = conn.execute(
-                "WITH picked AS (SELECT id FROM geoetl.queue_messages WHERE queue_name = %s AND visible_at <= now() "
+        """One statement: delete the messages completed since the last call, claim up to ``limit``."""
+        acks = self._take_acks()
+        try:
+            rows = self.db.quick(
+                "WITH acked AS (DELETE FROM geoetl.queue_messages WHERE id = ANY(%s)), "
+                "picked AS (SELECT id FROM geoetl.queue_messages WHERE queue_name = %s AND visible_at <= now() "
                 "ORDER BY visible_at, id LIMIT %s FOR UPDATE SKIP LOCKED) "
                 "UPDATE geoetl.queue_messages m SET visible_at = now() + make_interval(secs => %s), "
                 "delivery_count = m.delivery_count + 1 FROM picked WHERE m.id = picked.id "
                 "RETURNING m.id, m.message_id, m.body, m.properties, m.delivery_count, m.enqueued_at, m.last_error",
-                (queue, limit, self.settings.queue_visibility_timeout_seconds),
-            ).fetchall()
-            received = []
-            for row in rows:
-                if row["delivery_count"] > self.settings.queue_max_deliveries:
-                    reason = f"delivered {row['delivery_count'] - 1} times without completing"
-                    if row["last_error"]:
-                        reason += f"; last error: {row['last_error']}"
+                (acks, queue, limit, self.settings.queue_visibility_timeout_seconds),
+            )
+        except BaseException:
+            self._return_acks(acks)
+            raise
+        received = []
+        for row in rows:
+            if row["delivery_count"] > self.settings.queue_max_deliveries:
+                reason = f"delivered {row['delivery_count'] - 1} times without completing"
+                if row["last_error"]:
+                    reason += f"; last error: {row['last_error']}"
+                with self.db.transaction() as conn:
                     self._move_to_dead_letters(conn, queue, row, reason)
-                    continue
-                received.append(
-                    ReceivedMessage(
-                        message_id=row["message_id"],
-                        body=row["body"].encode(),
-                        delivery_count=row["delivery_count"],
-                        enqueued_time=row["enqueued_at"],
-                        application_properties=dict(row["properties"] or {}),
-                        receipt=row["id"],
-                    )
+                continue
+            received.append(
+                ReceivedMessage(
+                    message_id=row["message_id"],
+                    body=row["body"].encode(),
+                    delivery_count=row["delivery_count"],
+                    enqueued_time=row["enqueued_at"],
+                    application_properties=dict(row["properties"] or {}),
+                    receipt=row["id"],
                 )
+            )
         return received
 
+    def _take_acks(self) -> list[int]:
+        with self._acks_lock:
+            acks, self._acks = self._acks, []
+        return acks
+
+    def _return_acks(self, acks: list[int]) -> None:
+        with self._acks_lock:
+            self._acks.extend(acks)
+
+    def flush(self) -> None:
+        """Delete the completed messages now (receive does it on the way; tests and shutdown call this)."""
+        acks = self._take_acks()
+        if acks:
+            try:
+                self.db.quick("DELETE FROM geoetl.queue_messages WHERE id = ANY(%s)", (acks,))
+            except BaseException:
+                self._return_acks(acks)
+                raise
+
+    def close(self) -> None:
+        try:
+            self.flush()
+        except Exception:  # the messages come back after the visibility timeout: harmless duplicates
+            log.warning("could not delete %d completed message(s) on close", len(self._acks), exc_info=True)
+
     def complete(self, queue_name: str, message: ReceivedMessage) -> None:
-        with self.db.transaction() as conn:
-            conn.execute("DELETE FROM geoetl.queue_messages WHERE id = %s", (message.receipt,))
+        with self._acks_lock:
+            self._acks.append(message.receipt)
 
     def abandon(self, queue_name: str, message: ReceivedMessage, reason: str) -> None:
         """Visible again after a pause growing with the deliveries (1 s, 2 s, 4 s... at most 60 s)."""
@@ -156,5 +192,7 @@ class PostgresQueue:
     # --- for operators and tests ----------------------------------------------------------------
 
     def depth(self, queue_name: str) -> int:
+        """Messages in the queue (visible or not), after deleting the completed ones."""
+        self.flush()
         row = self.db.fetch_one("SELECT count(*) AS n FROM geoetl.queue_messages WHERE queue_name = %s", (queue_name,))
         return int(row["n"]) if row else 0

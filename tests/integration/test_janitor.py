@@ -103,9 +103,13 @@ def test_a_stage_whose_tasks_are_all_done_is_finished(driver: Driver) -> None:
 
 
 def test_janitors_running_at_once_re_drive_each_thing_once(driver: Driver) -> None:
+    driver.machine.settings = driver.machine.settings.model_copy(update={"janitor_stale_seconds": 30})
     jobs = [driver.machine.submit("hello_world", {"n": 20, "message": str(i)}).job for i in range(3)]
     driver.step_jobs()
     driver.sql("DELETE FROM geoetl.queue_messages")
+    driver.sql(
+        "UPDATE geoetl.tasks SET enqueued_at = now() - interval '1 minute', not_before = now() - interval '1 minute'"
+    )
     with ThreadPoolExecutor(4) as pool:
         reports = list(pool.map(lambda _: driver.janitor(), range(4)))
     assert sum(r["tasks_redriven"] for r in reports) == 60

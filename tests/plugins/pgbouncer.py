@@ -63,7 +63,8 @@ def pgbouncer(fresh_db: DatabaseSettings) -> Iterator[DatabaseSettings]:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"pgbouncer did not start: {(workdir / 'pgbouncer.log').read_text()[-2000:]}")
                 time.sleep(0.1)
-            yield DatabaseSettings(**{**fresh_db.model_dump(), "pgport": port})
+            # PgBouncer in transaction mode keeps no server-side prepared statements
+            yield DatabaseSettings(**{**fresh_db.model_dump(), "pgport": port, "pg_prepared_statements": "off"})
         finally:
             proc.terminate()
             proc.communicate(timeout=10)

@@ -54,7 +54,7 @@ class PostgresJobStore(JobQueries):
     # --- the task path --------------------------------------------------------------------------
 
     def claim_task(self, task_id: str, attempt: int, lease_seconds: float, worker: str) -> ClaimedTask | None:
-        row = self.db.fetch_one(
+        rows = self.db.quick(
             "UPDATE geoetl.tasks t SET status = 'processing', attempt = t.attempt + 1, "
             "started_at = coalesce(t.started_at, now()), heartbeat_at = now(), "
             "lease_expires_at = now() + make_interval(secs => %s), worker = %s, updated_at = now() "
@@ -64,21 +64,21 @@ class PostgresJobStore(JobQueries):
             f"RETURNING {_prefixed('t', TASK_COLUMNS)}, j.job_type, j.parameters AS job_parameters",
             (lease_seconds, worker, task_id, attempt),
         )
-        if row is None:
+        if not rows:
             return None
-        return ClaimedTask(task_record(row), row["job_type"], row["job_parameters"])
+        return ClaimedTask(task_record(rows[0]), rows[0]["job_type"], rows[0]["job_parameters"])
 
     def task(self, task_id: str) -> TaskRecord | None:
         row = self.db.fetch_one(f"SELECT {TASK_COLUMNS} FROM geoetl.tasks WHERE task_id = %s", (task_id,))
         return task_record(row) if row else None
 
     def renew_lease(self, task_id: str, attempt: int, lease_seconds: float) -> bool:
-        row = self.db.fetch_one(
+        rows = self.db.quick(
             "UPDATE geoetl.tasks SET lease_expires_at = now() + make_interval(secs => %s), heartbeat_at = now() "
             "WHERE task_id = %s AND status = 'processing' AND attempt = %s RETURNING task_id",
             (lease_seconds, task_id, attempt),
         )
-        return row is not None
+        return bool(rows)
 
     def results_page(
         self, job_id: str, stage: int, after_index: int, limit: int

@@ -263,12 +263,14 @@ class PostgresUnit:
         )
         return task_record(row) if row else None
 
-    def touch_queued_tasks(self, task_ids: Sequence[str]) -> list[TaskRecord]:
-        """Queued tasks whose message is re-sent now (locked; others' janitors skip them)."""
+    def touch_queued_tasks(self, task_ids: Sequence[str], older_than_seconds: float) -> list[TaskRecord]:
+        """Queued tasks still without a fresh message, marked as re-sent now; a janitor racing this one skips
+        them (locked) or finds them fresh (re-checked after the lock)."""
         rows = self.conn.execute(
-            f"UPDATE geoetl.tasks SET enqueued_at = now() WHERE task_id IN (SELECT task_id FROM geoetl.tasks "
-            "WHERE task_id = ANY(%s) AND status = 'queued' FOR UPDATE SKIP LOCKED) "
+            "UPDATE geoetl.tasks SET enqueued_at = clock_timestamp() WHERE task_id IN (SELECT task_id "
+            "FROM geoetl.tasks WHERE task_id = ANY(%s) AND status = 'queued' "
+            "AND enqueued_at < clock_timestamp() - make_interval(secs => %s) FOR UPDATE SKIP LOCKED) "
             f"RETURNING {TASK_COLUMNS}",
-            (list(task_ids),),
+            (list(task_ids), older_than_seconds),
         ).fetchall()
         return [task_record(r) for r in rows]
