@@ -340,11 +340,11 @@ class CoreMachine:
 
     def _task_completed(self, task: TaskRecord, result: dict[str, Any], published: dict[str, Any] | None) -> str:
         stored = self.claim_check.store(f"results/{task.job_id}/{task.task_id}.json", result)
-        with self.store.unit() as u:
-            progress = u.complete_task(task.task_id, task.attempt, stored, published)
-            if progress is None:
-                return "not_counted"  # a duplicate run, or the lease was lost and another attempt owns the task
-            if progress.done:
+        progress = self.store.complete_task(task.task_id, task.attempt, stored, published)
+        if progress is None:
+            return "not_counted"  # a duplicate run, or the lease was lost and another attempt owns the task
+        if progress.done:  # this completion made the count: this caller moves the job on
+            with self.store.unit() as u:
                 self._stage_done(u, task.job_id, progress.run, task.stage)
         return "completed"
 

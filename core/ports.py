@@ -106,6 +106,13 @@ class JobStore(Protocol):
         """queued → processing as attempt ``attempt``, only while the job is processing."""
         ...
 
+    def complete_task(
+        self, task_id: str, attempt: int, result: dict[str, Any], next_stage_params: dict[str, Any] | None
+    ) -> StageProgress | None:
+        """processing → completed for this attempt, counted in its stage, as one statement (O(1));
+        None when nothing changed (a duplicate, or the attempt lost its lease)."""
+        ...
+
     def task(self, task_id: str) -> TaskRecord | None: ...
 
     def renew_lease(self, task_id: str, attempt: int, lease_seconds: float) -> bool: ...

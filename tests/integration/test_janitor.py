@@ -125,3 +125,23 @@ def test_the_janitor_leaves_healthy_work_alone(driver: Driver) -> None:
     assert driver.janitor() == {"leases_expired": 0, "tasks_redriven": 0, "jobs_redriven": 0, "stages_repaired": 0}
     assert driver.run(job.job_id) == JobStatus.COMPLETED
     assert driver.janitor() == {"leases_expired": 0, "tasks_redriven": 0, "jobs_redriven": 0, "stages_repaired": 0}
+
+
+def test_a_crash_between_the_last_completion_and_advancing_is_repaired(driver: Driver) -> None:
+    """The last completion counted (one statement) but its worker died before moving the job on."""
+    job = driver.machine.submit("hello_world", {"n": 2}).job
+    driver.step_jobs()
+    store = driver.ctx.job_store
+    for index in range(2):
+        task_id = f"{job.job_id}-r1-s1-t{index}"
+        assert store.claim_task(task_id, 1, 30, "doomed") is not None
+        progress = store.complete_task(task_id, 1, {"index": index, "greeting": "g", "attempt": 1}, None)
+        assert progress is not None
+    assert progress.done  # ...and here the worker is killed
+    driver.sql("DELETE FROM geoetl.queue_messages")
+    assert driver.sql("SELECT status::text FROM geoetl.stages WHERE job_id = %s AND stage = 1", (job.job_id,)) == [
+        {"status": "planned"}
+    ]
+    assert driver.janitor()["stages_repaired"] == 1
+    assert driver.run(job.job_id) == JobStatus.COMPLETED
+    assert len(driver.sql("SELECT 1 FROM geoetl.job_events WHERE event = 'stage_completed'")) == 2

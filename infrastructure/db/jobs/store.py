@@ -7,8 +7,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from psycopg.types.json import Jsonb
+
 from core.models import JobRecord, StageRecord, TaskRecord
-from core.ports import ClaimedTask, MessageSender
+from core.ports import ClaimedTask, MessageSender, StageProgress
 from infrastructure.db.database import Database
 from infrastructure.db.dead_letters import record_dead_letter
 from infrastructure.db.jobs.queries import JobQueries
@@ -20,7 +22,7 @@ from infrastructure.db.jobs.records import (
     stage_record,
     task_record,
 )
-from infrastructure.db.jobs.unit import PostgresUnit
+from infrastructure.db.jobs.unit import COMPLETE_TASK, PostgresUnit
 
 log = logging.getLogger("geoetl.jobs")
 
@@ -67,6 +69,16 @@ class PostgresJobStore(JobQueries):
         if not rows:
             return None
         return ClaimedTask(task_record(rows[0]), rows[0]["job_type"], rows[0]["job_parameters"])
+
+    def complete_task(
+        self, task_id: str, attempt: int, result: dict[str, Any], next_stage_params: dict[str, Any] | None
+    ) -> StageProgress | None:
+        """The completion statement on its own, in one round trip (see PostgresUnit.complete_task)."""
+        rows = self.db.quick(
+            COMPLETE_TASK,
+            (Jsonb(result), None if next_stage_params is None else Jsonb(next_stage_params), task_id, attempt),
+        )
+        return StageProgress(**rows[0]) if rows else None
 
     def task(self, task_id: str) -> TaskRecord | None:
         row = self.db.fetch_one(f"SELECT {TASK_COLUMNS} FROM geoetl.tasks WHERE task_id = %s", (task_id,))

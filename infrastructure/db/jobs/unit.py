@@ -22,6 +22,16 @@ from infrastructure.db.jobs.records import (
 
 _INSERT_BATCH = 1000
 
+# processing → completed for this attempt only, and the stage counter, in one O(1) statement
+COMPLETE_TASK = (
+    "WITH done AS (UPDATE geoetl.tasks SET status = 'completed', result_data = %s, next_stage_params = %s, "
+    "completed_at = now(), updated_at = now(), lease_expires_at = NULL "
+    "WHERE task_id = %s AND status = 'processing' AND attempt = %s RETURNING job_id, run, stage) "
+    "UPDATE geoetl.stages s SET completed_count = s.completed_count + 1, updated_at = now() FROM done "
+    "WHERE s.job_id = done.job_id AND s.stage = done.stage "
+    "RETURNING s.job_id, done.run, s.stage, s.completed_count, s.task_count"
+)
+
 
 def _json(value: Any) -> Jsonb | None:
     return None if value is None else Jsonb(value)
@@ -222,16 +232,7 @@ class PostgresUnit:
     def complete_task(
         self, task_id: str, attempt: int, result: dict[str, Any], next_stage_params: dict[str, Any] | None
     ) -> StageProgress | None:
-        """processing → completed for this attempt only, and the stage counter, in one O(1) statement."""
-        row = self._one(
-            "WITH done AS (UPDATE geoetl.tasks SET status = 'completed', result_data = %s, next_stage_params = %s, "
-            "completed_at = now(), updated_at = now(), lease_expires_at = NULL "
-            "WHERE task_id = %s AND status = 'processing' AND attempt = %s RETURNING job_id, run, stage) "
-            "UPDATE geoetl.stages s SET completed_count = s.completed_count + 1, updated_at = now() FROM done "
-            "WHERE s.job_id = done.job_id AND s.stage = done.stage "
-            "RETURNING s.job_id, done.run, s.stage, s.completed_count, s.task_count",
-            (Jsonb(result), _json(next_stage_params), task_id, attempt),
-        )
+        row = self._one(COMPLETE_TASK, (Jsonb(result), _json(next_stage_params), task_id, attempt))
         return StageProgress(**row) if row else None
 
     def retry_task(
