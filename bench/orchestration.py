@@ -113,6 +113,8 @@ class WorkerProcesses:
             PGDATABASE=self.db.pgdatabase,
             PGUSER=self.db.pguser,
             PG_POOL_MAX_SIZE=str(self.pool_size),
+            # the same choice the benchmark's own connection made (PGHOST set here would turn 'auto' off)
+            PG_PREPARED_STATEMENTS="on" if self.db.prepared_statements else "off",
             QUEUE_BACKEND="postgres",
             STORAGE_BACKEND="local",
             STORAGE_LOCAL_ROOT=str(self.storage_root),

@@ -230,6 +230,12 @@ class LocalHostSettings(_Settings):
     )
     local_host_function_keys: str = Field("", description="Comma-separated function keys accepted by FUNCTION routes")
     local_host_workers: int = Field(0, ge=0, description="Concurrent queue workers per queue (0 = CPU count)")
+    local_host_prefetch: int = Field(
+        4,
+        ge=1,
+        le=100,
+        description="Messages a queue worker takes at once; those not started within a second go back to the queue",
+    )
     local_host_timers: bool = Field(True, description="Fire timer-triggered functions on their schedule")
 
 

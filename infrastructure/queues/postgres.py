@@ -104,8 +104,9 @@ class PostgresQueue:
             rows = self.db.quick(
                 "WITH acked AS (DELETE FROM geoetl.queue_messages WHERE id = ANY(%s)), "
                 "picked AS (SELECT id FROM geoetl.queue_messages WHERE queue_name = %s AND visible_at <= now() "
+                "AND (locked_until IS NULL OR locked_until <= now()) "
                 "ORDER BY visible_at, id LIMIT %s FOR UPDATE SKIP LOCKED) "
-                "UPDATE geoetl.queue_messages m SET visible_at = now() + make_interval(secs => %s), "
+                "UPDATE geoetl.queue_messages m SET locked_until = now() + make_interval(secs => %s), "
                 "delivery_count = m.delivery_count + 1 FROM picked WHERE m.id = picked.id "
                 "RETURNING m.id, m.message_id, m.body, m.properties, m.delivery_count, m.enqueued_at, m.last_error",
                 (acks, queue, limit, self.settings.queue_visibility_timeout_seconds),
@@ -163,6 +164,14 @@ class PostgresQueue:
         with self._acks_lock:
             self._acks.append(message.receipt)
 
+    def release(self, queue_name: str, message: ReceivedMessage) -> None:
+        """Visible again at once, and this delivery not counted (the message was never started)."""
+        self.db.quick(
+            "UPDATE geoetl.queue_messages SET locked_until = NULL, delivery_count = greatest(delivery_count - 1, 0) "
+            "WHERE id = %s",
+            (message.receipt,),
+        )
+
     def abandon(self, queue_name: str, message: ReceivedMessage, reason: str) -> None:
         """Visible again after a pause growing with the deliveries (1 s, 2 s, 4 s... at most 60 s)."""
         pause = min(60.0, 2.0 ** (message.delivery_count - 1))
@@ -178,8 +187,8 @@ class PostgresQueue:
                     )
                 return
             conn.execute(
-                "UPDATE geoetl.queue_messages SET visible_at = now() + make_interval(secs => %s), last_error = %s "
-                "WHERE id = %s",
+                "UPDATE geoetl.queue_messages SET visible_at = now() + make_interval(secs => %s), "
+                "locked_until = NULL, last_error = %s WHERE id = %s",
                 (pause, reason[:2000], message.receipt),
             )
 

@@ -455,6 +455,10 @@ class ServiceBusSource:
         with self._receivers.use(queue_name) as receiver, translated("abandon", queue_name, *self._secrets):
             receiver.abandon_message(message.receipt)
 
+    def release(self, queue_name: str, message: ReceivedMessage) -> None:
+        """Give back a prefetched message that was not started (Service Bus counts it as a delivery)."""
+        self.abandon(queue_name, message, "released unstarted")
+
     def close(self) -> None:
         """Stop renewing locks, close the receivers and the client's connection."""
         _close_quietly(self._renewer, "lock renewer")

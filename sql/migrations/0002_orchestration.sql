@@ -1,5 +1,9 @@
 -- The CoreMachine's records: jobs, their stages (counters that make task completion O(1)),
 -- tasks, the append-only job event log, and the PostgreSQL queue with its dead letters.
+--
+-- The hot rows (tasks, stages, queue messages) are updated in place as HOT updates: no column that
+-- changes on the task path (status, attempt, lease, counters, locked_until) is indexed, and each table
+-- leaves free space in its pages (fillfactor) for the new row versions.
 
 CREATE TYPE geoetl.job_status AS ENUM ('queued', 'processing', 'completed', 'failed', 'cancelled');
 CREATE TYPE geoetl.task_status AS ENUM ('queued', 'processing', 'completed', 'failed', 'cancelled');
@@ -39,7 +43,7 @@ CREATE TABLE geoetl.stages (
     updated_at      timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (job_id, stage),
     CHECK (completed_count + failed_count <= task_count)
-);
+) WITH (fillfactor = 50);
 COMMENT ON TABLE geoetl.stages IS 'Per-stage counters: a completion increments completed_count; the one that reaches task_count advances the job';
 
 CREATE TABLE geoetl.tasks (
@@ -67,9 +71,9 @@ CREATE TABLE geoetl.tasks (
     updated_at        timestamptz NOT NULL DEFAULT now(),
     UNIQUE (job_id, stage, task_index),
     FOREIGN KEY (job_id, stage) REFERENCES geoetl.stages (job_id, stage) ON DELETE CASCADE
-);
-CREATE INDEX tasks_leases_idx ON geoetl.tasks (lease_expires_at) WHERE status = 'processing';
-CREATE INDEX tasks_queued_idx ON geoetl.tasks (enqueued_at) WHERE status = 'queued';
+) WITH (fillfactor = 60);
+-- No index on status or leases: the janitor looks only at the current stage of processing jobs,
+-- through (job_id, stage, task_index).
 COMMENT ON TABLE geoetl.tasks IS 'task_id = <job_id>-r<run>-s<stage>-t<index>; attempt counts the attempts started';
 
 CREATE TABLE geoetl.job_events (
@@ -93,12 +97,14 @@ CREATE TABLE geoetl.queue_messages (
     properties     jsonb NOT NULL DEFAULT '{}',
     enqueued_at    timestamptz NOT NULL DEFAULT now(),
     visible_at     timestamptz NOT NULL DEFAULT now(),
+    locked_until   timestamptz,
     delivery_count integer NOT NULL DEFAULT 0,
     last_error     text,
     UNIQUE (queue_name, message_id)
-);
+) WITH (fillfactor = 70);
 CREATE INDEX queue_messages_visible_idx ON geoetl.queue_messages (queue_name, visible_at, id);
-COMMENT ON TABLE geoetl.queue_messages IS 'The postgres queue transport: claimed with FOR UPDATE SKIP LOCKED';
+COMMENT ON TABLE geoetl.queue_messages IS 'The postgres queue transport: claimed with FOR UPDATE SKIP LOCKED; '
+    'a received message is hidden until locked_until (not indexed: receiving is a HOT update)';
 
 CREATE TABLE geoetl.dead_letters (
     id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

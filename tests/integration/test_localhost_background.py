@@ -23,6 +23,7 @@ class ListSource:
         self.pending: deque[ReceivedMessage] = deque(messages)
         self.completed: list[str] = []
         self.abandoned: list[tuple[str, str]] = []
+        self.released: list[str] = []
         self.queues_asked: set[str] = set()
         self.lock = threading.Lock()
 
@@ -30,7 +31,7 @@ class ListSource:
         self.queues_asked.add(queue_name)
         with self.lock:
             if self.pending:
-                return [self.pending.popleft()]
+                return [self.pending.popleft() for _ in range(min(max_messages, len(self.pending)))]
         time.sleep(0.05)
         return []
 
@@ -41,6 +42,11 @@ class ListSource:
     def abandon(self, queue_name: str, message: ReceivedMessage, reason: str) -> None:
         with self.lock:
             self.abandoned.append((message.message_id, reason))
+
+    def release(self, queue_name: str, message: ReceivedMessage) -> None:
+        with self.lock:
+            self.released.append(message.message_id)
+            self.pending.append(message)
 
 
 def wait_for(condition, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
@@ -158,3 +164,26 @@ def test_a_failing_complete_does_not_kill_the_worker() -> None:
     finally:
         host.stop_background()
     assert handled == ["m0", "m1", "m2"] and source.completed == ["m1", "m2"]
+
+
+def test_prefetched_messages_not_started_in_time_go_back_unstarted(monkeypatch: pytest.MonkeyPatch) -> None:
+    import triggers.localhost.background as background
+
+    monkeypatch.setattr(background, "RELEASE_AFTER_SECONDS", 0.1)
+    app = func.FunctionApp()
+    started: list[str] = []
+
+    @app.service_bus_queue_trigger(arg_name="msg", queue_name="slow", connection="ServiceBusConnection")
+    def slow(msg: func.ServiceBusMessage) -> None:
+        started.append(msg.message_id)
+        time.sleep(0.3)
+
+    source = ListSource([ReceivedMessage(f"m{i}", b"{}") for i in range(3)])
+    host = LocalHost(app, LocalHostSettings(local_host_workers=1, local_host_prefetch=3), message_source=source)
+    host.start_background()
+    try:
+        wait_for(lambda: len(source.completed) == 3)
+    finally:
+        host.stop_background()
+    assert sorted(started) == ["m0", "m1", "m2"]  # each ran once
+    assert set(source.released) >= {"m1", "m2"}  # the first batch gave back what it had not started

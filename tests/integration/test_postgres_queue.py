@@ -122,3 +122,15 @@ def test_unparseable_and_unknown_messages_are_dead_lettered_with_a_reason(driver
     assert "task nope does not exist" in reasons[1]
     assert "does not exist" in reasons[2]
     assert "not a JobMessage" in reasons[3]
+
+
+def test_a_released_message_is_visible_at_once_and_its_delivery_not_counted(driver: Driver) -> None:
+    queue = queue_of(driver)
+    queue.send(Q, [QueueMessage("a", "{}"), QueueMessage("b", "{}")])
+    first, second = queue.receive(Q, 2, 0)
+    queue.release(Q, second)
+    [again] = queue.receive(Q, 2, 0)
+    assert (again.message_id, again.delivery_count) == (second.message_id, 1)
+    queue.complete(Q, first)
+    queue.complete(Q, again)
+    assert queue.depth(Q) == 0

@@ -59,7 +59,7 @@ class LocalHost:
             log.warning("no queue transport configured: queue-triggered functions (%s) will not run", names)
         elif self.message_source is not None:
             self._threads += [
-                QueueWorker(fn, self.message_source, self._stop, i)
+                QueueWorker(fn, self.message_source, self._stop, i, self.settings.local_host_prefetch)
                 for fn in self.table.queues
                 for i in range(self.workers_per_queue)
             ]

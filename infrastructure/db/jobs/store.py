@@ -114,8 +114,9 @@ class PostgresJobStore(JobQueries):
     def expired_leases(self, limit: int) -> list[TaskRecord]:
         with self.db.transaction() as conn:
             rows = conn.execute(
-                f"SELECT {TASK_COLUMNS} FROM geoetl.tasks WHERE status = 'processing' AND lease_expires_at < now() "
-                "ORDER BY lease_expires_at LIMIT %s",
+                f"SELECT {_prefixed('t', TASK_COLUMNS)} FROM geoetl.jobs j JOIN geoetl.tasks t "
+                "ON t.job_id = j.job_id AND t.stage = j.stage WHERE j.status = 'processing' "
+                "AND t.status = 'processing' AND t.lease_expires_at < now() ORDER BY t.lease_expires_at LIMIT %s",
                 (limit,),
             ).fetchall()
         return [task_record(r) for r in rows]
@@ -123,7 +124,7 @@ class PostgresJobStore(JobQueries):
     def stale_queued_tasks(self, older_than_seconds: float, limit: int) -> list[str]:
         with self.db.transaction() as conn:
             rows = conn.execute(
-                "SELECT t.task_id FROM geoetl.tasks t JOIN geoetl.jobs j ON j.job_id = t.job_id "
+                "SELECT t.task_id FROM geoetl.jobs j JOIN geoetl.tasks t ON t.job_id = j.job_id AND t.stage = j.stage "
                 "WHERE t.status = 'queued' AND j.status = 'processing' "
                 "AND t.enqueued_at < now() - make_interval(secs => %s) "
                 "AND t.not_before < now() - make_interval(secs => %s) ORDER BY t.enqueued_at LIMIT %s",
