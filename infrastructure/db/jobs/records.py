@@ -14,6 +14,8 @@ TASK_COLUMNS = (
     "task_id, job_id, run, stage, task_index, task_type, parameters, status, attempt, max_attempts, "
     "result_data, error_details, created_at, started_at, completed_at, not_before, lease_expires_at"
 )
+# what running a task needs (fewer columns: less to decode on the hot path)
+CLAIM_COLUMNS = "task_id, job_id, run, stage, task_index, task_type, parameters, status, attempt, max_attempts"
 STAGE_COLUMNS = (
     "stage, name, task_type, parallelism, status, task_count, completed_count, failed_count, planned_at, completed_at"
 )
@@ -25,8 +27,8 @@ def job_record(row: dict[str, Any]) -> JobRecord:
     return JobRecord(**values)
 
 
-def task_record(row: dict[str, Any]) -> TaskRecord:
-    values = {k: row[k] for k in TASK_COLUMNS.split(", ")}
+def task_record(row: dict[str, Any], columns: str = TASK_COLUMNS) -> TaskRecord:
+    values = {k: row[k] for k in columns.split(", ")}
     values["status"] = TaskStatus(values["status"])
     return TaskRecord(**values)
 

@@ -15,6 +15,7 @@ from infrastructure.db.database import Database
 from infrastructure.db.dead_letters import record_dead_letter
 from infrastructure.db.jobs.queries import JobQueries
 from infrastructure.db.jobs.records import (
+    CLAIM_COLUMNS,
     JOB_COLUMNS,
     STAGE_COLUMNS,
     TASK_COLUMNS,
@@ -63,12 +64,12 @@ class PostgresJobStore(JobQueries):
             "FROM geoetl.jobs j WHERE t.task_id = %s AND t.status = 'queued' AND t.attempt = %s - 1 "
             "AND t.not_before <= now() + interval '1 second' "
             "AND j.job_id = t.job_id AND j.status = 'processing' AND j.run = t.run "
-            f"RETURNING {_prefixed('t', TASK_COLUMNS)}, j.job_type, j.parameters AS job_parameters",
+            f"RETURNING {_prefixed('t', CLAIM_COLUMNS)}, j.job_type, j.parameters AS job_parameters",
             (lease_seconds, worker, task_id, attempt),
         )
         if not rows:
             return None
-        return ClaimedTask(task_record(rows[0]), rows[0]["job_type"], rows[0]["job_parameters"])
+        return ClaimedTask(task_record(rows[0], CLAIM_COLUMNS), rows[0]["job_type"], rows[0]["job_parameters"])
 
     def complete_task(
         self, task_id: str, attempt: int, result: dict[str, Any], next_stage_params: dict[str, Any] | None
