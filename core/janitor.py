@@ -8,12 +8,16 @@ janitor racing a worker, do no harm.
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from typing import Any, TypeVar
 
 from core.machine import CoreMachine
 from core.models import JobStatus, StageStatus, job_message, task_message
 
 log = logging.getLogger("geoetl.janitor")
+T = TypeVar("T")
 
 BATCH = 500
 
@@ -30,29 +34,54 @@ class JanitorReport:
 
 
 def run_janitor(machine: CoreMachine) -> JanitorReport:
+    """One pass. Re-sent messages carry a suffix of their own (``:j<minute>``), so Service Bus duplicate
+    detection does not drop them as copies of the lost original; one item's error never ends the pass."""
     report = JanitorReport()
     stale = machine.settings.janitor_stale_seconds
     store = machine.store
-    for task in store.expired_leases(BATCH):
-        if machine.expire_lease(task) != "not_counted":
+    suffix = f":j{int(time.time() // 60)}"
+    for task in _listed(store.expired_leases, BATCH):
+        if _guarded(machine.expire_lease, task) not in (None, "not_counted"):
             report.leases_expired += 1
-    queued = store.stale_queued_tasks(stale, BATCH)
+    queued = _listed(store.stale_queued_tasks, stale, BATCH)
     if queued:
         with store.unit() as u:
             touched = u.touch_queued_tasks(queued, stale)
-            u.send(machine.tasks_queue, [task_message(t.task_id, t.attempt + 1, t.not_before) for t in touched])
+            messages = [task_message(t.task_id, t.attempt + 1, t.not_before, suffix) for t in touched]
+            u.send(machine.tasks_queue, messages)
         report.tasks_redriven += len(touched)
-    for job, stage in store.stale_jobs(stale, BATCH):
+    for job, stage in _listed(store.stale_jobs, stale, BATCH):
         step = "final" if stage.status == StageStatus.COMPLETED and job.stage == job.total_stages else f"s{job.stage}"
         if job.status == JobStatus.QUEUED:
             step = "s1"
-        with store.unit() as u:
-            u.touch_job(job.job_id)
-            u.send(machine.jobs_queue, [job_message(job.job_id, job.run, step)])
-        report.jobs_redriven += 1
-    for job_id, number in store.stuck_stages(stale, BATCH):
-        if machine.repair_stage(job_id, number) != "ignored":
+        if _guarded(_redrive_job, machine, job.job_id, job.run, step + suffix) is not None:
+            report.jobs_redriven += 1
+    for job_id, number in _listed(store.stuck_stages, stale, BATCH):
+        if _guarded(machine.repair_stage, job_id, number) not in (None, "ignored"):
             report.stages_repaired += 1
     if any(report.as_dict().values()):
         log.info("janitor: %s", report.as_dict())
     return report
+
+
+def _redrive_job(machine: CoreMachine, job_id: str, run: int, step: str) -> str:
+    with machine.store.unit() as u:
+        u.touch_job(job_id)
+        u.send(machine.jobs_queue, [job_message(job_id, run, step)])
+    return "sent"
+
+
+def _listed(query: Callable[..., list[T]], *args: Any) -> list[T]:
+    try:
+        return query(*args)
+    except Exception:
+        log.exception("janitor: %s failed; the next pass tries again", getattr(query, "__name__", query))
+        return []
+
+
+def _guarded(action: Callable[..., str], *args: Any) -> str | None:
+    try:
+        return action(*args)
+    except Exception:
+        log.exception("janitor: %s%s failed; the next pass tries again", getattr(action, "__name__", action), args)
+        return None

@@ -17,19 +17,28 @@ PostgreSQL holds the truth; messages carry ids and only wake workers up.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import re
 import socket
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from core.contract import JobDefinition, Parallelism, PreviousStage
-from core.errors import Conflict, GeoetlError, InvalidInput, InvalidMessage, LeaseExpired, NotFound
+from core.errors import (
+    Conflict,
+    GeoetlError,
+    InvalidInput,
+    InvalidMessage,
+    LeaseExpired,
+    NotFound,
+    RetryableError,
+)
 from core.models import (
     JobMessage,
     JobRecord,
@@ -41,9 +50,11 @@ from core.models import (
     TaskRecord,
     TaskStatus,
     canonical_json,
+    is_job_id,
     job_id_for,
     job_message,
     parse_message,
+    parse_task_id,
     task_id_for,
     task_message,
 )
@@ -76,7 +87,26 @@ def error_of(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, ValidationError):
         problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
         return {"code": "invalid_input", "message": problems, "details": {}}
-    return {"code": "internal_error", "message": f"{type(exc).__name__}: {exc}"[:2000], "details": {}}
+    return {"code": "internal_error", "message": _redacted(f"{type(exc).__name__}: {exc}")[:2000], "details": {}}
+
+
+def as_json(value: dict[str, Any]) -> dict[str, Any]:
+    """``value`` as plain JSON data (what a JSONB column stores); anything else is the job's bug."""
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"the result is not JSON data: {exc}") from None
+    if "\\u0000" in text:
+        raise InvalidInput("the result contains a NUL character, which the database cannot store")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+_SECRETS = re.compile(r"(?i)(sig|accountkey|password|sharedaccesskey|token)=[^&;\s]+")
+
+
+def _redacted(text: str) -> str:
+    return _SECRETS.sub(lambda m: f"{m.group(1)}=***", text)
 
 
 def _dump(value: BaseModel | Mapping[str, Any] | None) -> dict[str, Any]:
@@ -150,7 +180,7 @@ class CoreMachine:
         return rerun
 
     def cancel(self, job_id: str) -> JobRecord:
-        """queued/processing → cancelled; running tasks finish but count for nothing."""
+        """queued/processing → cancelled, with every open task; running handlers finish but count for nothing."""
         with self.store.unit() as u:
             job = self._existing(u, job_id)
             if job.status == JobStatus.COMPLETED:
@@ -158,7 +188,7 @@ class CoreMachine:
             if not job.status.terminal:
                 error = {"code": "cancelled", "message": "cancelled on request", "details": {}}
                 if u.end_job(job_id, job.run, JobStatus.CANCELLED, error):
-                    cancelled = u.cancel_queued_tasks(job_id)
+                    cancelled = u.cancel_open_tasks(job_id)
                     u.event(job_id, job.run, "job_cancelled", details={"cancelled_tasks": cancelled})
             ended = u.get_job(job_id)
         assert ended is not None
@@ -166,7 +196,7 @@ class CoreMachine:
 
     @staticmethod
     def _existing(u: Unit, job_id: str) -> JobRecord:
-        job = u.get_job(job_id, lock=True)
+        job = u.get_job(job_id, lock=True) if is_job_id(job_id) else None
         if job is None:
             raise NotFound(f"no job with id {job_id}")
         return job
@@ -202,11 +232,15 @@ class CoreMachine:
                         },
                     )
                     return "failed"
+                stage = u.get_stage(job_id, job.stage, lock=True)
+                assert stage is not None
+                changed = self._definition_changed(definition, job, stage)
+                if changed:
+                    self._fail_job(u, job, {"code": "job_definition_changed", "message": changed, "details": {}})
+                    return "failed"
                 if job.status == JobStatus.QUEUED:
                     u.start_job(job_id)
                     u.event(job_id, run, "job_started")
-                stage = u.get_stage(job_id, job.stage, lock=True)
-                assert stage is not None
                 if stage.status == StageStatus.PLANNED:
                     return "waiting"
                 if stage.status == StageStatus.PENDING:
@@ -218,16 +252,32 @@ class CoreMachine:
                     return self._finalize(u, job, definition)
                 u.set_job_stage(job_id, run, job.stage + 1)
 
+    @staticmethod
+    def _definition_changed(definition: JobDefinition[Any], job: JobRecord, stage: StageRecord) -> str | None:
+        """Why the code's job definition no longer fits the job's records (a deploy changed its stages)."""
+        spec = definition.stages[stage.stage - 1] if stage.stage <= len(definition.stages) else None
+        if len(definition.stages) != job.total_stages or spec is None or spec.task_type != stage.task_type:
+            return (
+                f"job type {job.job_type!r} changed since this job was submitted (its stages differ); submit it again"
+            )
+        return None
+
     def _plan(self, u: Unit, job: JobRecord, definition: JobDefinition[Any], stage: StageRecord) -> str:
-        """Insert and enqueue the stage's tasks: 'planned', 'empty' (no tasks: complete at once) or 'failed'."""
+        """Insert and enqueue the stage's tasks: 'planned', 'empty' (no tasks: complete at once) or 'failed'.
+
+        Errors of the job's own code (create_tasks, validation) fail the job, except our retryable errors
+        (a dependency down), which make the message come back; database errors reading the previous
+        stage are raised as they are (translated, retryable)."""
         spec = definition.stages[stage.stage - 1]
         handler = self.registry.handler(spec.task_type)
         assert handler is not None  # the registry was checked at start-up
+        fan_in = spec.parallelism == Parallelism.FAN_IN
+        previous = PreviousStage(0) if fan_in else self._previous(u, job.job_id, stage.stage)
         try:
-            parameters = self._task_parameters(u, job, definition, stage.stage, handler)
+            parameters = [{}] if fan_in else self._task_parameters(job, definition, stage.stage, handler, previous)
+        except RetryableError:
+            raise
         except Exception as exc:
-            if is_retryable(exc):
-                raise
             self._fail_job(u, job, {**error_of(exc), "stage": stage.stage, "during": "planning"})
             return "failed"
         retries = self.settings.task_max_retries if spec.max_retries is None else spec.max_retries
@@ -253,14 +303,13 @@ class CoreMachine:
             u.send(self.tasks_queue, [task_message(t.task_id, 1) for t in tasks[start : start + batch]])
         return "planned"
 
+    @staticmethod
     def _task_parameters(
-        self, u: Unit, job: JobRecord, definition: JobDefinition[Any], number: int, handler: TaskHandler
+        job: JobRecord, definition: JobDefinition[Any], number: int, handler: TaskHandler, previous: PreviousStage
     ) -> list[dict[str, Any]]:
         spec = definition.stages[number - 1]
-        if spec.parallelism == Parallelism.FAN_IN:
-            return [{}]
         params = definition.parameters_model.model_validate(job.parameters)
-        created = list(definition.create_tasks(number, params, self._previous(u, job.job_id, number)))
+        created = list(definition.create_tasks(number, params, previous))
         if spec.parallelism == Parallelism.SINGLE and len(created) != 1:
             raise InvalidInput(f"stage {number} ({spec.name}) is single but create_tasks returned {len(created)} tasks")
         return [handler.input_model.model_validate(_dump(p)).model_dump(mode="json") for p in created]
@@ -275,12 +324,14 @@ class CoreMachine:
         return PreviousStage(number - 1, [self.claim_check.load(r) for r, _ in rows], merged)
 
     def _finalize(self, u: Unit, job: JobRecord, definition: JobDefinition[Any]) -> str:
+        """The job's result from every stage's results; a large one is kept as a blob (claim check)."""
         try:
             params = definition.parameters_model.model_validate(job.parameters)
-            result = _dump(definition.finalize(params, StoredResults(self.store, job.job_id, self.claim_check)))
+            output = _dump(definition.finalize(params, StoredResults(self.store, job.job_id, self.claim_check)))
+            result = self.claim_check.store(f"results/{job.job_id}/job-r{job.run}.json", as_json(output))
+        except RetryableError:
+            raise
         except Exception as exc:
-            if is_retryable(exc):
-                raise
             self._fail_job(u, job, {**error_of(exc), "during": "finalize"})
             return "failed"
         if u.complete_job(job.job_id, job.run, result):
@@ -312,11 +363,14 @@ class CoreMachine:
         with self.leases.hold(renew, lease / 3) as held:
             context = RunningTask(claimed, self.store, self.claim_check, self.resources, held)
             try:
-                result = self._run_handler(handler, task, context)
+                result = as_json(self._run_handler(handler, task, context))
+                published = as_json(context.next_stage_params) if context.next_stage_params is not None else None
+                key = f"results/{task.job_id}/{task.task_id}-a{task.attempt}.json"
+                stored = self.claim_check.store(key, result)
             except Exception as exc:
                 log.info("task %s attempt %d failed: %s", task.task_id, task.attempt, exc)
                 return self._task_failed(task, exc)
-        return self._task_completed(task, result, context.next_stage_params)
+        return self._task_completed(task, stored, published)
 
     @staticmethod
     def _run_handler(handler: TaskHandler, task: TaskRecord, context: RunningTask) -> dict[str, Any]:
@@ -329,17 +383,27 @@ class CoreMachine:
     def _unclaimed(self, task_id: str, attempt: int) -> str:
         task = self.store.task(task_id)
         if task is None:
-            raise InvalidMessage(f"task {task_id} does not exist")
-        early = task.not_before is not None and task.not_before > datetime.now(UTC)
-        if task.status == TaskStatus.QUEUED and task.attempt == attempt - 1 and early:
-            # delivered before its backoff ended: deliver again later
+            return self._missing_task(task_id)
+        not_before = self.store.early(task_id, attempt)  # compared in database time
+        if task.status == TaskStatus.QUEUED and not_before is not None:
+            # delivered before its backoff ended: deliver again when it has
+            later = f":later{int(not_before.timestamp())}"
             with self.store.unit() as u:
-                u.send(self.tasks_queue, [task_message(task_id, attempt, task.not_before, ":later")])
+                u.send(self.tasks_queue, [task_message(task_id, attempt, not_before, later)])
             return "early"
         return "duplicate"
 
-    def _task_completed(self, task: TaskRecord, result: dict[str, Any], published: dict[str, Any] | None) -> str:
-        stored = self.claim_check.store(f"results/{task.job_id}/{task.task_id}.json", result)
+    def _missing_task(self, task_id: str) -> str:
+        """A message of an earlier run (the job was resubmitted) is stale; any other is dead-lettered."""
+        parsed = parse_task_id(task_id)
+        if parsed is not None:
+            with self.store.unit() as u:
+                job = u.get_job(parsed[0])
+            if job is not None and job.run != parsed[1]:
+                return "stale"
+        raise InvalidMessage(f"task {task_id} does not exist")
+
+    def _task_completed(self, task: TaskRecord, stored: dict[str, Any], published: dict[str, Any] | None) -> str:
         progress = self.store.complete_task(task.task_id, task.attempt, stored, published)
         if progress is None:
             return "not_counted"  # a duplicate run, or the lease was lost and another attempt owns the task
@@ -349,13 +413,14 @@ class CoreMachine:
         return "completed"
 
     def _stage_done(self, u: Unit, job_id: str, run: int, stage: int) -> None:
-        """The one caller for whom finish_stage succeeds moves the job on (invariant 3)."""
+        """The one caller for whom finish_stage succeeds moves the job on (invariant 3). Locks the job row
+        before the stage row, as every other path does."""
+        job = u.get_job(job_id, lock=True)
+        if job is None or job.run != run or job.status != JobStatus.PROCESSING:
+            return  # failed or cancelled meanwhile: never advances again (invariant 5)
         if not u.finish_stage(job_id, stage):
             return
         u.event(job_id, run, "stage_completed", stage=stage)
-        job = u.get_job(job_id)
-        if job is None or job.run != run or job.status != JobStatus.PROCESSING:
-            return  # failed or cancelled meanwhile: never advances again (invariant 5)
         if stage < job.total_stages:
             if u.set_job_stage(job_id, run, stage + 1):
                 u.send(self.jobs_queue, [job_message(job_id, run, f"s{stage + 1}")])
@@ -365,6 +430,10 @@ class CoreMachine:
     def _task_failed(self, task: TaskRecord, exc: BaseException, lease_expired: bool = False) -> str:
         error = error_of(exc)
         with self.store.unit() as u:
+            job = u.get_job(task.job_id, lock=True)
+            if job is None or job.run != task.run or job.status != JobStatus.PROCESSING:
+                u.cancel_task(task.task_id, task.attempt)
+                return "cancelled"  # its job ended meanwhile: nothing to retry (invariant 5)
             if is_retryable(exc) and task.attempt < task.max_attempts:
                 delay = self.backoff(task.attempt)
                 retried = u.retry_task(task.task_id, task.attempt, delay, error, lease_expired)
@@ -399,22 +468,13 @@ class CoreMachine:
                 "error": error,
             }
             u.event(task.job_id, task.run, "task_failed", stage=task.stage, task_id=task.task_id, details=details)
-            job = u.get_job(task.job_id, lock=True)
-            if job is not None and job.run == task.run:
-                self._fail_job(
-                    u,
-                    job,
-                    {
-                        "code": "task_failed",
-                        "message": f"task {task.task_id} failed ({reason}): {error['message']}",
-                        "details": details,
-                    },
-                )
+            message = f"task {task.task_id} failed ({reason}): {error['message']}"
+            self._fail_job(u, job, {"code": "task_failed", "message": message, "details": details})
         return "failed"
 
     def _fail_job(self, u: Unit, job: JobRecord, error: dict[str, Any]) -> None:
         if u.end_job(job.job_id, job.run, JobStatus.FAILED, error):
-            cancelled = u.cancel_queued_tasks(job.job_id)
+            cancelled = u.cancel_open_tasks(job.job_id)
             u.event(job.job_id, job.run, "job_failed", details={**error, "cancelled_tasks": cancelled})
 
     def backoff(self, attempt: int) -> float:
@@ -431,19 +491,24 @@ class CoreMachine:
         return self._task_failed(task, expired, lease_expired=True)
 
     def repair_stage(self, job_id: str, stage: int) -> str:
-        """A current stage with no queued or running task that was not finished: recount and move on."""
+        """The current stage of a processing job with no queued or running task left but not finished
+        (its last completer died before moving the job on): recount and move on, or fail the job."""
         with self.store.unit() as u:
             job = u.get_job(job_id, lock=True)
+            if job is None or job.status != JobStatus.PROCESSING or job.stage != stage:
+                return "ignored"
+            if u.open_tasks(job_id, stage) > 0:
+                return "ignored"  # still running: not stuck (the janitor's list was a moment old)
             record = u.recount_stage(job_id, stage)
-            if job is None or record is None or job.status != JobStatus.PROCESSING:
+            if record is None or record.status != StageStatus.PLANNED:
                 return "ignored"
             if record.completed_count == record.task_count:
                 self._stage_done(u, job_id, job.run, stage)
                 return "advanced"
             error = {
                 "code": "stage_incomplete",
-                "message": f"stage {stage} has {record.failed_count} failed and "
-                f"{record.task_count - record.completed_count - record.failed_count} cancelled tasks",
+                "message": f"stage {stage} ended with {record.completed_count} of {record.task_count} tasks "
+                f"completed ({record.failed_count} failed)",
                 "details": {"stage": stage},
             }
             self._fail_job(u, job, error)
@@ -451,5 +516,6 @@ class CoreMachine:
 
     def _dead_letter(self, queue: str, message_id: str, body: bytes | str, exc: InvalidMessage, count: int) -> str:
         text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+        text = text.replace("\x00", "\\u0000")  # a text column cannot hold NUL
         self.store.dead_letter(queue, message_id, text, exc.message, count)
         return "dead_lettered"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -56,6 +57,22 @@ def job_id_for(job_type: str, parameters: dict[str, Any]) -> str:
 def task_id_for(job_id: str, run: int, stage: int, index: int) -> str:
     """Deterministic: planning a stage twice gives the same ids, so the second insert is a no-op."""
     return f"{job_id}-r{run}-s{stage}-t{index}"
+
+
+_JOB_ID = re.compile(r"[0-9a-f]{64}")
+
+
+def is_job_id(value: str) -> bool:
+    return _JOB_ID.fullmatch(value) is not None
+
+
+_TASK_ID = re.compile(r"([0-9a-f]{64})-r(\d{1,9})-s\d{1,9}-t\d{1,9}")
+
+
+def parse_task_id(task_id: str) -> tuple[str, int] | None:
+    """(job_id, run) of a task id made by :func:`task_id_for`, or None."""
+    match = _TASK_ID.fullmatch(task_id)
+    return (match.group(1), int(match.group(2))) if match else None
 
 
 @dataclass(frozen=True)

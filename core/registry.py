@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from core.contract import Handler, JobDefinition, Parallelism
 from core.errors import NotFound
@@ -51,6 +51,15 @@ def _handler_types(task_type: str, fn: Callable[..., Any]) -> tuple[type[BaseMod
     if output in (dict, type(None)) or typing.get_origin(output) is dict:
         return input_model, None
     raise RegistryError(f"task handler {task_type!r} must return a pydantic model or a dict")
+
+
+def _accepts_empty(handler: TaskHandler) -> bool:
+    """fan_in tasks are created with {} as parameters."""
+    try:
+        handler.input_model.model_validate({})
+    except ValidationError:
+        return False
+    return True
 
 
 class Registry:
@@ -104,6 +113,11 @@ class Registry:
                 problems.append(f"job {name!r} stage {number} ({stage.name}): no handler for {stage.task_type!r}")
             if stage.parallelism == Parallelism.FAN_IN and number == 1:
                 problems.append(f"job {name!r}: the first stage cannot be fan_in (there is nothing to gather)")
+            handler = self.handlers.get(stage.task_type)
+            if stage.parallelism == Parallelism.FAN_IN and handler is not None and not _accepts_empty(handler):
+                problems.append(f"job {name!r} stage {number} is fan_in: its handler's input must accept {{}}")
+            if stage.max_retries is not None and stage.max_retries < 0:
+                problems.append(f"job {name!r} stage {number}: max_retries cannot be negative")
         names = [s.name for s in stages]
         if len(set(names)) != len(names):
             problems.append(f"job {name!r}: stage names must be unique")

@@ -50,8 +50,9 @@ class Lease:
         """Renew now; False once the task is no longer this attempt's."""
         try:
             alive = self.renew()
-        except Exception:  # a database hiccup: the next beat tries again, the lease has margin
+        except Exception:  # a database hiccup: try again a little later, the lease has margin
             log.warning("renewing a task lease failed", exc_info=True)
+            self.due = time.monotonic() + min(self.interval, 5.0)
             return not self.lost
         self.lost = self.lost or not alive
         self.due = time.monotonic() + self.interval

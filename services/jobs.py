@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from core.errors import InvalidInput, NotFound
+from core.models import is_job_id
 from infrastructure.context import AppContext
 from infrastructure.db.dead_letters import list_dead_letters
 
@@ -211,7 +212,7 @@ def _stage_view(row: dict[str, Any], job_ended: datetime | None) -> StageView:
 
 def job_status(ctx: AppContext, job_id: str) -> JobStatusView:
     store = ctx.job_store
-    row = store.job(job_id)
+    row = store.job(job_id) if is_job_id(job_id) else None
     if row is None:
         raise NotFound(f"no job with id {job_id}", job_id=job_id)
     stages = [_stage_view(r, row["completed_at"]) for r in store.stage_progress(job_id)]
@@ -250,7 +251,7 @@ def list_jobs(
 
 
 def _require_job(ctx: AppContext, job_id: str) -> None:
-    if ctx.job_store.job(job_id) is None:
+    if not is_job_id(job_id) or ctx.job_store.job(job_id) is None:
         raise NotFound(f"no job with id {job_id}", job_id=job_id)
 
 

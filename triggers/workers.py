@@ -15,6 +15,7 @@ import logging
 
 import azure.functions as func
 
+import jobs  # noqa: F401  (importing checks every job and handler: a broken one stops the app at start-up)
 from core.janitor import run_janitor
 from triggers.runtime import get_machine
 

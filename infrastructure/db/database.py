@@ -21,7 +21,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
-from core.errors import DatabaseBusy, DatabaseUnavailable, GeoetlError
+from core.errors import DatabaseBusy, DatabaseUnavailable, GeoetlError, InvalidInput
 from core.settings import DatabaseSettings
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,11 @@ def is_connection_failure(exc: psycopg.Error) -> bool:
 
 
 def translate(exc: psycopg.Error, settings: DatabaseSettings) -> GeoetlError | None:
-    """The project error for a psycopg error that is worth retrying, or None (a bug or bad SQL: re-raise)."""
+    """The project error for a psycopg error that is worth retrying or caused by a value the caller gave
+    (NUL characters, numbers out of range: a data exception), or None (a bug or bad SQL: re-raise)."""
+    if isinstance(exc, psycopg.DataError):
+        first_line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        return InvalidInput(f"the database refused a value: {first_line}", sqlstate=exc.sqlstate)
     if exc.sqlstate in _BUSY_STATES:
         return DatabaseBusy(
             f"the database could not finish in time: {_BUSY_STATES[exc.sqlstate]}", sqlstate=exc.sqlstate
@@ -171,4 +175,5 @@ class Database:
                 cur = conn.execute(query, params)  # type: ignore[arg-type]
                 return cur.fetchall() if cur.description else []
             finally:
-                conn.autocommit = False
+                if conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                    conn.autocommit = False  # else the connection is broken: the pool discards it

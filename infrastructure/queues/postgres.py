@@ -38,6 +38,7 @@ class PostgresQueue:
     """Sender (transactional) and MessageSource over ``geoetl.queue_messages``."""
 
     transactional = True
+    max_prefetch = 100  # releasing a prefetched message is one cheap update
 
     def __init__(self, db: Database, settings: QueueSettings) -> None:
         self.db = db
@@ -55,8 +56,12 @@ class PostgresQueue:
         if conn is None:
             with self.db.transaction() as own:
                 self._insert(own, queue, messages)
-        else:
+            self.wake()
+        else:  # inside the caller's transaction: the caller wakes the workers after its commit
             self._insert(conn, queue, messages)
+
+    def wake(self) -> None:
+        """Wake this process's waiting receivers (new messages are committed)."""
         with self._wakeup:
             self._generation += 1
             self._wakeup.notify_all()

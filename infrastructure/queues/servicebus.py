@@ -413,6 +413,8 @@ class ServiceBusSender:
 class ServiceBusSource:
     """Receives from Service Bus queues in PEEK_LOCK mode (``infrastructure.queues.base.MessageSource``)."""
 
+    max_prefetch = 1  # giving a message back (abandon) counts as a delivery in Service Bus
+
     def __init__(
         self, settings: QueueSettings, client_id: str | None, *, client: ServiceBusClient | None = None
     ) -> None:

@@ -110,6 +110,7 @@ def test_janitors_running_at_once_re_drive_each_thing_once(driver: Driver) -> No
     driver.sql(
         "UPDATE geoetl.tasks SET enqueued_at = now() - interval '1 minute', not_before = now() - interval '1 minute'"
     )
+    driver.sql("UPDATE geoetl.stages SET updated_at = now() - interval '1 minute'")
     with ThreadPoolExecutor(4) as pool:
         reports = list(pool.map(lambda _: driver.janitor(), range(4)))
     assert sum(r["tasks_redriven"] for r in reports) == 60
@@ -145,3 +146,12 @@ def test_a_crash_between_the_last_completion_and_advancing_is_repaired(driver: D
     assert driver.janitor()["stages_repaired"] == 1
     assert driver.run(job.job_id) == JobStatus.COMPLETED
     assert len(driver.sql("SELECT 1 FROM geoetl.job_events WHERE event = 'stage_completed'")) == 2
+
+
+def test_queued_tasks_of_a_stage_still_making_progress_are_left_alone(driver: Driver) -> None:
+    """A long backlog is not a lost message: while any task of the stage runs, nothing is re-sent."""
+    job = driver.machine.submit("hello_world", {"n": 3}).job
+    driver.step_jobs()
+    assert driver.ctx.job_store.claim_task(f"{job.job_id}-r1-s1-t0", 1, 30, "busy") is not None
+    driver.sql("DELETE FROM geoetl.queue_messages")
+    assert driver.janitor()["tasks_redriven"] == 0

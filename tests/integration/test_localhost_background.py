@@ -19,6 +19,8 @@ from triggers.localhost.host import LocalHost
 class ListSource:
     """A message source over a list, recording what the host completes and abandons."""
 
+    max_prefetch = 100
+
     def __init__(self, messages: list[ReceivedMessage]) -> None:
         self.pending: deque[ReceivedMessage] = deque(messages)
         self.completed: list[str] = []

@@ -7,11 +7,12 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
 
 from core.errors import Conflict
 from core.models import JobStatus, TaskMessage, task_message
 from infrastructure.db.database import connect
-from infrastructure.db.jobs.unit import PostgresUnit
+from infrastructure.db.jobs.unit import COMPLETE_TASK
 from tests.helpers.driver import Driver
 
 
@@ -86,13 +87,11 @@ def test_only_the_current_attempt_can_complete_a_task(driver: Driver) -> None:
     task_id = TaskMessage.model_validate_json(message.body).task_id
     claimed = driver.ctx.job_store.claim_task(task_id, 1, 30, "test")
     assert claimed is not None
-    with driver.ctx.job_store.unit() as u:  # attempt 2 is not running: no transition, no count
-        assert u.complete_task(task_id, 2, {}, None) is None
-    with driver.ctx.job_store.unit() as u:
-        progress = u.complete_task(task_id, 1, {"index": 0, "greeting": "x", "attempt": 1}, None)
-        assert progress is not None and progress.completed_count == 1
-    with driver.ctx.job_store.unit() as u:  # a second completion of the same attempt: a no-op
-        assert u.complete_task(task_id, 1, {}, None) is None
+    store = driver.ctx.job_store
+    assert store.complete_task(task_id, 2, {}, None) is None  # attempt 2 is not running: no transition, no count
+    progress = store.complete_task(task_id, 1, {"index": 0, "greeting": "x", "attempt": 1}, None)
+    assert progress is not None and progress.completed_count == 1
+    assert store.complete_task(task_id, 1, {}, None) is None  # a second completion of the same attempt: a no-op
     assert (
         count(driver, "SELECT completed_count AS n FROM geoetl.stages WHERE job_id = %s AND stage = 1", job.job_id) == 1
     )
@@ -152,8 +151,8 @@ def test_completing_a_task_reads_a_constant_number_of_rows(driver: Driver, stage
     task_id = f"{job.job_id}-r1-s1-t{stage_size // 2}"
     assert driver.ctx.job_store.claim_task(task_id, 1, 30, "test") is not None
     with connect(driver.ctx.settings.database, row_factory=dict_row) as conn, conn.transaction():
-        unit = PostgresUnit(conn, driver.queue)
-        assert unit.complete_task(task_id, 1, {"index": 0, "greeting": "x", "attempt": 1}, None) is not None
+        result = Jsonb({"index": 0, "greeting": "x", "attempt": 1})
+        assert conn.execute(COMPLETE_TASK, (result, None, task_id, 1)).fetchone() is not None
         stats = {
             r["relname"]: r
             for r in conn.execute(
@@ -183,10 +182,10 @@ def test_a_failed_job_never_advances_and_late_tasks_are_ignored(driver: Driver) 
     statuses = driver.sql(
         "SELECT task_index, status::text FROM geoetl.tasks WHERE job_id = %s ORDER BY 1", (job.job_id,)
     )
-    assert [r["status"] for r in statuses] == ["processing", "cancelled", "failed"]
-    # the running task finishes late: recorded, but the job stays failed and stage 2 is never planned
-    with driver.ctx.job_store.unit() as u:
-        u.complete_task(late, 1, {"index": 0, "greeting": "x", "attempt": 1}, None)
+    assert [r["status"] for r in statuses] == ["cancelled", "cancelled", "failed"]  # the running one too
+    # the running task finishes late: not counted, the job stays failed and stage 2 is never planned
+    assert driver.ctx.job_store.complete_task(late, 1, {"index": 0, "greeting": "x", "attempt": 1}, None) is None
+    assert not driver.ctx.job_store.renew_lease(late, 1, 30)  # its heartbeat() says stop
     driver.machine.advance(job.job_id, 1)
     assert driver.status(job.job_id) == JobStatus.FAILED
     assert count(driver, "SELECT count(*) AS n FROM geoetl.tasks WHERE job_id = %s AND stage = 2", job.job_id) == 0

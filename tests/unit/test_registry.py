@@ -114,3 +114,23 @@ def test_the_project_registry_is_consistent() -> None:
 
     registry.check()
     assert {"hello_world", "diamond"} <= set(registry.jobs)
+
+
+class Needs(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    value: int
+
+
+def needs(params: Needs, context: TaskContext) -> Out:
+    return Out()
+
+
+def test_fan_in_handlers_must_accept_empty_parameters_and_retries_cannot_be_negative() -> None:
+    registry = Registry()
+    registry.task("t")(handler)
+    registry.task("needs")(needs)
+    registry.job(job_class("j", (Stage("a", "t", Parallelism.SINGLE), Stage("b", "needs", Parallelism.FAN_IN))))
+    registry.job(job_class("k", (Stage("a", "t", Parallelism.SINGLE, max_retries=-1),)))
+    with pytest.raises(RegistryError) as err:
+        registry.check()
+    assert "must accept {}" in str(err.value) and "max_retries cannot be negative" in str(err.value)

@@ -17,7 +17,7 @@ from triggers.runtime import get_machine
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
-JobStatusName = Literal["queued", "processing", "completed", "failed", "cancelled"]
+StatusName = Literal["queued", "processing", "completed", "failed", "cancelled"]  # jobs and tasks alike
 
 
 class SubmitResponse(BaseModel):
@@ -40,16 +40,18 @@ class JobTypeList(BaseModel):
 
 
 class JobListQuery(BaseModel):
-    status: JobStatusName | None = None
+    status: StatusName | None = None
     job_type: str | None = Field(None, max_length=200)
-    since_hours: float | None = Field(None, gt=0, description="Only jobs created in the last N hours")
+    since_hours: float | None = Field(
+        None, gt=0, le=24 * 366 * 100, allow_inf_nan=False, description="Only jobs created in the last N hours"
+    )
     limit: int = Field(50, ge=1, le=500)
     cursor: str | None = Field(None, max_length=1000)
 
 
 class TaskListQuery(BaseModel):
-    stage: int | None = Field(None, ge=1)
-    status: JobStatusName | None = None
+    stage: int | None = Field(None, ge=1, le=2**31 - 1)
+    status: StatusName | None = None
     limit: int = Field(100, ge=1, le=1000)
     cursor: str | None = Field(None, max_length=1000)
 

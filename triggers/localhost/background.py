@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
+from collections import deque
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -72,8 +72,8 @@ class QueueWorker(threading.Thread):
     """One worker feeding one queue-triggered function from a message source.
 
     It takes up to ``prefetch`` messages at once and runs them one after the other (short tasks then cost
-    one receive for several); messages still waiting when the batch has run for a second go back to the
-    queue unstarted, so long tasks never sit behind each other while other workers idle.
+    one receive for several); a second after the batch started, a timer gives back to the queue the
+    messages not started yet, so a long task holds the others back for a second at most.
     """
 
     def __init__(
@@ -91,13 +91,35 @@ class QueueWorker(threading.Thread):
                 log.exception("receiving from %s failed; retrying", self.function.queue_name)
                 self.stop_event.wait(2.0)
                 continue
-            started = time.monotonic()
-            for position, message in enumerate(messages):
-                late = position > 0 and time.monotonic() - started > RELEASE_AFTER_SECONDS
-                if late or self.stop_event.is_set():
-                    self._release(messages[position:])
-                    break
+            if len(messages) == 1:
+                self._handle(messages[0])
+            elif messages:
+                self._run_batch(messages)
+
+    def _run_batch(self, messages: Sequence[ReceivedMessage]) -> None:
+        """One after the other; after RELEASE_AFTER_SECONDS a timer gives back those not started yet."""
+        pending = deque(messages)
+        lock = threading.Lock()
+
+        def release_rest() -> None:
+            with lock:
+                rest = list(pending)
+                pending.clear()
+            self._release(rest)
+
+        timer = threading.Timer(RELEASE_AFTER_SECONDS, release_rest)
+        timer.daemon = True
+        timer.start()
+        try:
+            while not self.stop_event.is_set():
+                with lock:
+                    if not pending:
+                        break
+                    message = pending.popleft()
                 self._handle(message)
+        finally:
+            timer.cancel()
+            release_rest()
 
     def _release(self, messages: Sequence[ReceivedMessage]) -> None:
         for message in messages:

@@ -47,6 +47,11 @@ class LocalHost:
     def workers_per_queue(self) -> int:
         return self.settings.local_host_workers or os.cpu_count() or 1
 
+    @property
+    def prefetch(self) -> int:
+        """LOCAL_HOST_PREFETCH, capped by what the transport can give back cheaply (Service Bus: 1)."""
+        return max(1, min(self.settings.local_host_prefetch, getattr(self.message_source, "max_prefetch", 1)))
+
     def start_background(self) -> None:
         """Start timer threads and queue workers (idempotent)."""
         if self._threads:
@@ -59,7 +64,7 @@ class LocalHost:
             log.warning("no queue transport configured: queue-triggered functions (%s) will not run", names)
         elif self.message_source is not None:
             self._threads += [
-                QueueWorker(fn, self.message_source, self._stop, i, self.settings.local_host_prefetch)
+                QueueWorker(fn, self.message_source, self._stop, i, self.prefetch)
                 for fn in self.table.queues
                 for i in range(self.workers_per_queue)
             ]

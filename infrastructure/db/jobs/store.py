@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from typing import Any
 
 from psycopg.types.json import Jsonb
@@ -43,6 +44,9 @@ class PostgresJobStore(JobQueries):
         with self.db.transaction() as conn:
             unit = PostgresUnit(conn, self.sender)
             yield unit
+        wake = getattr(self.sender, "wake", None)
+        if unit.sent_in_transaction and callable(wake):
+            wake()  # after the commit: woken workers find the messages
         for queue, messages in unit.outbox:
             try:
                 self.sender.send(queue, messages)
@@ -74,7 +78,7 @@ class PostgresJobStore(JobQueries):
     def complete_task(
         self, task_id: str, attempt: int, result: dict[str, Any], next_stage_params: dict[str, Any] | None
     ) -> StageProgress | None:
-        """The completion statement on its own, in one round trip (see PostgresUnit.complete_task)."""
+        """processing → completed for this attempt, counted in its stage: COMPLETE_TASK, one round trip."""
         rows = self.db.quick(
             COMPLETE_TASK,
             (Jsonb(result), None if next_stage_params is None else Jsonb(next_stage_params), task_id, attempt),
@@ -85,10 +89,20 @@ class PostgresJobStore(JobQueries):
         row = self.db.fetch_one(f"SELECT {TASK_COLUMNS} FROM geoetl.tasks WHERE task_id = %s", (task_id,))
         return task_record(row) if row else None
 
-    def renew_lease(self, task_id: str, attempt: int, lease_seconds: float) -> bool:
+    def early(self, task_id: str, attempt: int) -> datetime | None:
         rows = self.db.quick(
-            "UPDATE geoetl.tasks SET lease_expires_at = now() + make_interval(secs => %s), heartbeat_at = now() "
-            "WHERE task_id = %s AND status = 'processing' AND attempt = %s RETURNING task_id",
+            "SELECT not_before FROM geoetl.tasks WHERE task_id = %s AND status = 'queued' AND attempt = %s - 1 "
+            "AND not_before > now() + interval '1 second'",
+            (task_id, attempt),
+        )
+        return rows[0]["not_before"] if rows else None  # type: ignore[no-any-return]
+
+    def renew_lease(self, task_id: str, attempt: int, lease_seconds: float) -> bool:
+        """Only while the task is this attempt's and its job still runs (a cancel shows in heartbeat())."""
+        rows = self.db.quick(
+            "UPDATE geoetl.tasks t SET lease_expires_at = now() + make_interval(secs => %s), heartbeat_at = now() "
+            "FROM geoetl.jobs j WHERE t.task_id = %s AND t.status = 'processing' AND t.attempt = %s "
+            "AND j.job_id = t.job_id AND j.status = 'processing' AND j.run = t.run RETURNING t.task_id",
             (lease_seconds, task_id, attempt),
         )
         return bool(rows)
@@ -125,11 +139,15 @@ class PostgresJobStore(JobQueries):
     def stale_queued_tasks(self, older_than_seconds: float, limit: int) -> list[str]:
         with self.db.transaction() as conn:
             rows = conn.execute(
-                "SELECT t.task_id FROM geoetl.jobs j JOIN geoetl.tasks t ON t.job_id = j.job_id AND t.stage = j.stage "
-                "WHERE t.status = 'queued' AND j.status = 'processing' "
+                "SELECT t.task_id FROM geoetl.jobs j JOIN geoetl.stages s ON s.job_id = j.job_id AND s.stage = j.stage "
+                "JOIN geoetl.tasks t ON t.job_id = j.job_id AND t.stage = j.stage "
+                "WHERE j.status = 'processing' AND s.status = 'planned' "
+                "AND s.updated_at < now() - make_interval(secs => %s) AND t.status = 'queued' "
                 "AND t.enqueued_at < now() - make_interval(secs => %s) "
-                "AND t.not_before < now() - make_interval(secs => %s) ORDER BY t.enqueued_at LIMIT %s",
-                (older_than_seconds, older_than_seconds, limit),
+                "AND t.not_before < now() - make_interval(secs => %s) "
+                "AND NOT EXISTS (SELECT 1 FROM geoetl.tasks r WHERE r.job_id = j.job_id AND r.stage = j.stage "
+                "AND r.status = 'processing') ORDER BY t.enqueued_at LIMIT %s",
+                (older_than_seconds, older_than_seconds, older_than_seconds, limit),
             ).fetchall()
         return [r["task_id"] for r in rows]
 

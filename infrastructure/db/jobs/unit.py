@@ -10,7 +10,7 @@ from psycopg.types.json import Jsonb
 
 from core.contract import Stage
 from core.models import JobRecord, NewTask, QueueMessage, StageRecord, TaskRecord
-from core.ports import MessageSender, StageProgress
+from core.ports import MessageSender
 from infrastructure.db.jobs.records import (
     JOB_COLUMNS,
     STAGE_COLUMNS,
@@ -44,6 +44,7 @@ class PostgresUnit:
         self.conn = conn
         self.sender = sender
         self.outbox: list[tuple[str, list[QueueMessage]]] = []
+        self.sent_in_transaction = False
 
     def _one(self, query: str, params: dict[str, Any] | tuple[Any, ...] = ()) -> dict[str, Any] | None:
         return self.conn.execute(query, params).fetchone()  # type: ignore[arg-type]
@@ -55,6 +56,7 @@ class PostgresUnit:
             return
         if self.sender.transactional:
             self.sender.send(queue, messages, self.conn)
+            self.sent_in_transaction = True
         else:
             self.outbox.append((queue, list(messages)))
 
@@ -132,13 +134,32 @@ class PostgresUnit:
         )
         return row is not None
 
-    def cancel_queued_tasks(self, job_id: str) -> int:
+    def cancel_open_tasks(self, job_id: str) -> int:
+        """Every queued or running task of an ended job → cancelled: a running handler can no longer record
+        anything (its completion and lease renewals match nothing) and its heartbeat() turns False."""
         cur = self.conn.execute(
             "UPDATE geoetl.tasks SET status = 'cancelled', completed_at = now(), updated_at = now() "
-            "WHERE job_id = %s AND status = 'queued'",
+            "WHERE job_id = %s AND status IN ('queued', 'processing')",
             (job_id,),
         )
         return cur.rowcount
+
+    def cancel_task(self, task_id: str, attempt: int) -> bool:
+        row = self._one(
+            "UPDATE geoetl.tasks SET status = 'cancelled', completed_at = now(), updated_at = now() "
+            "WHERE task_id = %s AND status = 'processing' AND attempt = %s RETURNING task_id",
+            (task_id, attempt),
+        )
+        return row is not None
+
+    def open_tasks(self, job_id: str, stage: int) -> int:
+        """Queued or running tasks of a stage (the janitor's re-check; O(stage size))."""
+        row = self._one(
+            "SELECT count(*) AS n FROM geoetl.tasks WHERE job_id = %s AND stage = %s "
+            "AND status IN ('queued', 'processing')",
+            (job_id, stage),
+        )
+        return int(row["n"]) if row else 0
 
     def reset_job_for_rerun(self, job_id: str) -> int:
         """A new run of a failed or cancelled job: tasks removed, stages reset; the event log stays."""
@@ -228,12 +249,6 @@ class PostgresUnit:
         return stage_record(row) if row else None
 
     # --- tasks ----------------------------------------------------------------------------------
-
-    def complete_task(
-        self, task_id: str, attempt: int, result: dict[str, Any], next_stage_params: dict[str, Any] | None
-    ) -> StageProgress | None:
-        row = self._one(COMPLETE_TASK, (Jsonb(result), _json(next_stage_params), task_id, attempt))
-        return StageProgress(**row) if row else None
 
     def retry_task(
         self, task_id: str, attempt: int, delay_seconds: float, error: dict[str, Any], lease_expired: bool = False
