@@ -50,7 +50,7 @@ def db_migrate(req: func.HttpRequest) -> SchemaResult:
     summary="Drop and recreate the orchestration schema (destructive)",
     response_model=SchemaResult,
     query_model=RedeployQuery,
-    error_statuses=(403, 409, 503),
+    error_statuses=(400, 403, 409, 503),
 )
 def db_schema_redeploy(req: func.HttpRequest) -> SchemaResult:
     """Needs ENABLE_ADMIN_ENDPOINTS=true and ?confirm=yes; vector tables, H3 grids and pgstac are kept."""
