@@ -198,25 +198,26 @@ class PostgresUnit:
         return [(r["result_data"], r["next_stage_params"]) for r in rows]
 
     def insert_tasks(self, job_id: str, run: int, stage: int, tasks: Sequence[NewTask]) -> int:
+        """Insert-if-absent, in batches; each batch travels as one JSON document (fast to encode)."""
         inserted = 0
         for start in range(0, len(tasks), _INSERT_BATCH):
-            batch = tasks[start : start + _INSERT_BATCH]
+            rows = [
+                {
+                    "id": t.task_id,
+                    "idx": t.task_index,
+                    "type": t.task_type,
+                    "params": t.parameters,
+                    "max": t.max_attempts,
+                }
+                for t in tasks[start : start + _INSERT_BATCH]
+            ]
             cur = self.conn.execute(
                 "INSERT INTO geoetl.tasks "
                 "(task_id, job_id, run, stage, task_index, task_type, parameters, max_attempts) "
-                "SELECT t.id, %s, %s, %s, t.idx, t.type, t.params, t.max_attempts "
-                "FROM unnest(%s::text[], %s::int[], %s::text[], %s::jsonb[], %s::int[]) "
-                "AS t(id, idx, type, params, max_attempts) ON CONFLICT (task_id) DO NOTHING",
-                (
-                    job_id,
-                    run,
-                    stage,
-                    [t.task_id for t in batch],
-                    [t.task_index for t in batch],
-                    [t.task_type for t in batch],
-                    [Jsonb(t.parameters) for t in batch],
-                    [t.max_attempts for t in batch],
-                ),
+                "SELECT t.id, %s, %s, %s, t.idx, t.type, t.params, t.max "
+                "FROM jsonb_to_recordset(%s) AS t(id text, idx int, type text, params jsonb, max int) "
+                "ON CONFLICT (task_id) DO NOTHING",
+                (job_id, run, stage, Jsonb(rows)),
             )
             inserted += cur.rowcount
         return inserted
