@@ -72,11 +72,13 @@ class LeaseKeeper:
     def hold(self, renew: Callable[[], bool], interval: float) -> Iterator[Lease]:
         lease = Lease(renew, interval)
         with self._changed:
+            idle = not self._leases  # leases all have the same interval: only a first one is due earliest
             self._leases[id(lease)] = lease
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)
                 self._thread.start()
-            self._changed.notify()
+            if idle:
+                self._changed.notify()
         try:
             yield lease
         finally:

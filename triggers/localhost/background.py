@@ -80,12 +80,14 @@ class _Deadlines:
 
     def schedule(self, delay: float, fn: Callable[[], None]) -> int:
         with self._changed:
+            idle = not self._due  # one delay for all: only a first deadline can be the earliest
             self._next_id += 1
             self._due[self._next_id] = (time.monotonic() + delay, fn)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="queue-release", daemon=True)
                 self._thread.start()
-            self._changed.notify()
+            if idle:
+                self._changed.notify()
             return self._next_id
 
     def cancel(self, handle: int) -> None:
