@@ -16,8 +16,11 @@ from core import __version__
 from core.errors import GeoetlError
 from core.settings import Settings
 from infrastructure.db.database import Database
+from infrastructure.db.dead_letters import count_recent
 from infrastructure.db.introspection import DatabaseFacts, database_facts
+from infrastructure.db.jobs.queries import JobQueries
 from infrastructure.db.migrations import load_migrations
+from infrastructure.queues.postgres import PostgresQueue
 from infrastructure.storage import BlobStore
 
 log = logging.getLogger(__name__)
@@ -161,13 +164,26 @@ def _storage_check(store_factory: Callable[[], BlobStore], settings: Settings) -
     return check
 
 
-def _queue_check(settings: Settings, database_ok: bool) -> Check:
+def _work_in_progress(db: Database, settings: Settings) -> dict[str, Any]:
+    """What waits and what is stuck: active jobs, queue depths (postgres), dead letters of the last day."""
+    details: dict[str, Any] = {
+        "jobs": JobQueries(db).active_jobs(),
+        "dead_letters_24h": count_recent(db, 24),
+    }
+    if settings.queue.queue_backend == "postgres":
+        details["depth"] = PostgresQueue(db, settings.queue).stats()
+    return details
+
+
+def _queue_check(settings: Settings, db: Database, database_ok: bool, schema_ok: bool) -> Check:
     def check() -> tuple[str | None, dict[str, Any]]:
         backend = settings.queue.queue_backend
         details: dict[str, Any] = {
             "backend": backend,
             "queues": [settings.queue.jobs_queue_name, settings.queue.tasks_queue_name],
         }
+        if database_ok and schema_ok:  # (a missing schema is the schema component's error)
+            details |= _work_in_progress(db, settings)
         if backend == "postgres":
             if not database_ok:
                 raise HealthProblem("the postgres queue lives in the database, which is unreachable")
@@ -192,9 +208,10 @@ def check_health(settings: Settings, db: Database, store_factory: Callable[[], B
     """Check every component; the report is unhealthy when any one fails."""
     deadline = settings.app.health_timeout_seconds
     components = _database_checks(db, deadline)
+    ok = {c.name: c.status == "ok" for c in components}
     components += [
         _timed("storage", _storage_check(store_factory, settings), deadline),
-        _timed("queue", _queue_check(settings, components[0].status == "ok")),
+        _timed("queue", _queue_check(settings, db, ok["postgresql"], ok.get("schema", False)), deadline),
         _timed("gdal", _gdal),
     ]
     failing = [c.name for c in components if c.status == "error"]

@@ -26,3 +26,11 @@ def list_dead_letters(db: Database, queue: str | None, limit: int) -> list[dict[
             "FROM geoetl.dead_letters WHERE (%s::text IS NULL OR queue_name = %s) ORDER BY id DESC LIMIT %s",
             (queue, queue, limit),
         ).fetchall()
+
+
+def count_recent(db: Database, hours: float) -> int:
+    row = db.fetch_one(
+        "SELECT count(*) AS n FROM geoetl.dead_letters WHERE dead_lettered_at > now() - make_interval(hours => %s)",
+        (hours,),
+    )
+    return int(row["n"]) if row else 0

@@ -209,6 +209,18 @@ class PostgresQueue:
 
     # --- for operators and tests ----------------------------------------------------------------
 
+    def stats(self) -> dict[str, dict[str, int]]:
+        """Per queue: messages, how many are being worked on, how many wait for a later time."""
+        self.flush()
+        with self.db.transaction() as conn:
+            rows = conn.execute(
+                "SELECT queue_name, count(*) AS messages, "
+                "count(*) FILTER (WHERE locked_until > now()) AS in_flight, "
+                "count(*) FILTER (WHERE visible_at > now()) AS scheduled "
+                "FROM geoetl.queue_messages GROUP BY queue_name"
+            ).fetchall()
+        return {r["queue_name"]: {k: int(r[k]) for k in ("messages", "in_flight", "scheduled")} for r in rows}
+
     def depth(self, queue_name: str) -> int:
         """Messages in the queue (visible or not), after deleting the completed ones."""
         self.flush()

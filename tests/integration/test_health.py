@@ -56,6 +56,9 @@ def test_healthy_stack_reports_every_component(api: str) -> None:
     assert components["postgis"]["version"].startswith("3.")
     assert components["pgstac"]["version"] == "0.10.0"
     assert components["storage"]["details"]["backend"] == "local"
+    queue = components["queue"]["details"]
+    assert queue["jobs"] == {"queued": 0, "processing": 0, "oldest_seconds": None}
+    assert queue["dead_letters_24h"] == 0 and queue["depth"] == {}
     assert components["gdal"]["version"].startswith("3.")
     assert report["app_version"]
     assert response.headers["x-request-id"]

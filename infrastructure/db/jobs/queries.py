@@ -19,6 +19,16 @@ class JobQueries:
         with self.db.transaction() as conn:
             return conn.execute(query, params).fetchall()  # type: ignore[arg-type]
 
+    def active_jobs(self) -> dict[str, Any]:
+        """How many jobs are queued and processing, and how long the oldest of them has been waiting."""
+        row = self.db.fetch_one(
+            "SELECT count(*) FILTER (WHERE status = 'queued') AS queued, "
+            "count(*) FILTER (WHERE status = 'processing') AS processing, "
+            "round(extract(epoch FROM now() - min(created_at))::numeric, 1)::float AS oldest_seconds "
+            "FROM geoetl.jobs WHERE status IN ('queued', 'processing')"
+        )
+        return dict(row) if row else {}
+
     def job(self, job_id: str) -> dict[str, Any] | None:
         return self.db.fetch_one(f"SELECT {JOB_COLUMNS} FROM geoetl.jobs WHERE job_id = %s", (job_id,))
 
