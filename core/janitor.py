@@ -54,7 +54,7 @@ def run_janitor(machine: CoreMachine) -> JanitorReport:
         step = "final" if stage.status == StageStatus.COMPLETED and job.stage == job.total_stages else f"s{job.stage}"
         if job.status == JobStatus.QUEUED:
             step = "s1"
-        if _guarded(_redrive_job, machine, job.job_id, job.run, step + suffix) is not None:
+        if _guarded(_redrive_job, machine, job.job_id, job.run, step, suffix) is not None:
             report.jobs_redriven += 1
     for job_id, number in _listed(store.stuck_stages, stale, BATCH):
         if _guarded(machine.repair_stage, job_id, number) not in (None, "ignored"):
@@ -64,10 +64,11 @@ def run_janitor(machine: CoreMachine) -> JanitorReport:
     return report
 
 
-def _redrive_job(machine: CoreMachine, job_id: str, run: int, step: str) -> str:
+def _redrive_job(machine: CoreMachine, job_id: str, run: int, step: str, suffix: str) -> str:
     with machine.store.unit() as u:
         u.touch_job(job_id)
-        u.send(machine.jobs_queue, [job_message(job_id, run, step)])
+        u.event(job_id, run, "job_redriven", details={"step": step, "reason": "no progress: message re-sent"})
+        u.send(machine.jobs_queue, [job_message(job_id, run, step + suffix)])
     return "sent"
 
 

@@ -14,6 +14,8 @@ def test_a_lost_submission_message_is_re_sent(driver: Driver) -> None:
     assert driver.step() == 0
     assert driver.janitor()["jobs_redriven"] == 1
     assert driver.run(job.job_id) == JobStatus.COMPLETED
+    [event] = driver.sql("SELECT details FROM geoetl.job_events WHERE event = 'job_redriven'")
+    assert event["details"] == {"step": "s1", "reason": "no progress: message re-sent"}
 
 
 def test_lost_task_messages_are_re_sent(driver: Driver) -> None:
