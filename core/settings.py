@@ -159,6 +159,11 @@ class QueueSettings(_Settings):
     queue_poll_interval_ms: int = Field(
         200, ge=1, description="postgres queue: longest pause between polls of an idle queue (milliseconds)"
     )
+    queue_listen: bool = Field(
+        True,
+        description="postgres queue: wake idle workers of every process at once with LISTEN/NOTIFY (a direct "
+        "connection on PG_DIRECT_PORT); false: polling only",
+    )
 
 
 class OrchestrationSettings(_Settings):

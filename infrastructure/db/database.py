@@ -117,6 +117,7 @@ class Database:
 
     def __init__(self, settings: DatabaseSettings, token_provider: TokenProvider | None = None) -> None:
         self.settings = settings
+        self.token_provider = token_provider
         self._idle = _IdleCheck()
         self._pool = ConnectionPool(
             conninfo="",

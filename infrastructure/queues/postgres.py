@@ -9,7 +9,11 @@ times is moved to ``geoetl.dead_letters``. Sending is transactional: the
 CoreMachine writes its messages in the same transaction as the state change.
 ``message_id`` is unique per queue among live messages, so re-sending a
 message that is still queued is a no-op. Idle workers poll with a growing
-pause (up to QUEUE_POLL_INTERVAL_MS); a send in this process wakes them at once.
+pause (up to QUEUE_POLL_INTERVAL_MS); a send in this process wakes them at once, and a send
+in another process through LISTEN/NOTIFY (the notification is part of the sending transaction,
+delivered at its commit, to a listener on a direct connection: PgBouncer in transaction mode
+cannot LISTEN). Without the listener (QUEUE_LISTEN=false, or the connection fails) polling alone
+still delivers everything.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,13 +30,15 @@ from psycopg.types.json import Jsonb
 
 from core.models import QueueMessage
 from core.settings import QueueSettings
-from infrastructure.db.database import Database
+from infrastructure.db.database import Database, connect
 from infrastructure.db.dead_letters import record_dead_letter
 from infrastructure.queues.base import ReceivedMessage
 
 log = logging.getLogger("geoetl.queue")
 
 _MIN_POLL_SECONDS = 0.01
+CHANNEL = "geoetl_queue"
+_LISTEN_RETRY_SECONDS = (1.0, 60.0)
 
 
 class PostgresQueue:
@@ -47,6 +54,8 @@ class PostgresQueue:
         self._generation = 0
         self._acks: list[int] = []  # completed messages not yet deleted
         self._acks_lock = threading.Lock()
+        self._listener: threading.Thread | None = None
+        self._closed = threading.Event()
 
     # --- sending --------------------------------------------------------------------------------
 
@@ -79,16 +88,19 @@ class PostgresQueue:
             for m in messages
         ]
         conn.execute(
-            "INSERT INTO geoetl.queue_messages (queue_name, message_id, body, properties, visible_at) "
+            "WITH added AS (INSERT INTO geoetl.queue_messages (queue_name, message_id, body, properties, visible_at) "
             "SELECT %s, m.id, m.body, coalesce(m.props, '{}'), coalesce(m.at, now()) "
             "FROM jsonb_to_recordset(%s) AS m(id text, body text, props jsonb, at timestamptz) "
-            "ON CONFLICT (queue_name, message_id) DO NOTHING",
-            (queue, Jsonb(rows)),
+            "ON CONFLICT (queue_name, message_id) DO NOTHING RETURNING visible_at) "
+            "SELECT pg_notify(%s, %s) WHERE EXISTS (SELECT 1 FROM added WHERE visible_at <= now())",
+            (queue, Jsonb(rows), CHANNEL, queue),
         )
 
     # --- receiving ------------------------------------------------------------------------------
 
     def receive(self, queue_name: str, max_messages: int, max_wait_seconds: float) -> Sequence[ReceivedMessage]:
+        if self.settings.queue_listen and self._listener is None:
+            self._start_listener()
         deadline = time.monotonic() + max_wait_seconds
         pause = _MIN_POLL_SECONDS
         longest = self.settings.queue_poll_interval_ms / 1000
@@ -163,7 +175,17 @@ class PostgresQueue:
                 self._return_acks(acks)
                 raise
 
+    def _start_listener(self) -> None:
+        with self._wakeup:
+            if self._listener is not None:
+                return
+            self._listener = threading.Thread(
+                target=_listen, args=(weakref.ref(self), self._closed), name="queue-listen", daemon=True
+            )
+            self._listener.start()
+
     def close(self) -> None:
+        self._closed.set()
         try:
             self.flush()
         except Exception:  # the messages come back after the visibility timeout: harmless duplicates
@@ -226,3 +248,32 @@ class PostgresQueue:
         self.flush()
         row = self.db.fetch_one("SELECT count(*) AS n FROM geoetl.queue_messages WHERE queue_name = %s", (queue_name,))
         return int(row["n"]) if row else 0
+
+
+def _listen(queue_ref: weakref.ref[PostgresQueue], closed: threading.Event) -> None:
+    """LISTEN on a direct connection and wake the queue's receivers on each notification; reconnect with a
+    growing pause when the connection fails; end when the queue is closed or garbage."""
+    pause = _LISTEN_RETRY_SECONDS[0]
+    while not closed.is_set():
+        queue = queue_ref()
+        if queue is None:
+            return
+        settings, token_provider = queue.db.settings.for_schema_changes(), queue.db.token_provider
+        del queue
+        try:
+            with connect(settings, token_provider, autocommit=True) as conn:
+                conn.execute(f"LISTEN {CHANNEL}")
+                pause = _LISTEN_RETRY_SECONDS[0]
+                while not closed.is_set():
+                    notified = any(True for _ in conn.notifies(timeout=1.0, stop_after=1))
+                    queue = queue_ref()
+                    if queue is None:
+                        return
+                    if notified:
+                        queue.wake()
+                    del queue
+        except Exception as exc:  # polling still delivers; try again later
+            log.info("queue listener: %s; polling until it reconnects", getattr(exc, "message", exc))
+        if closed.wait(pause):
+            return
+        pause = min(pause * 2, _LISTEN_RETRY_SECONDS[1])

@@ -134,3 +134,25 @@ def test_a_released_message_is_visible_at_once_and_its_delivery_not_counted(driv
     queue.complete(Q, first)
     queue.complete(Q, again)
     assert queue.depth(Q) == 0
+
+
+def test_a_send_in_another_process_wakes_a_waiting_receiver_through_notify(driver: Driver) -> None:
+    """Two queues over two pools stand for two processes: the receiver polls only every 5 s."""
+    from infrastructure.db.database import Database
+
+    other_db = Database(driver.ctx.settings.database)
+    receiver = queue_of(driver, queue_poll_interval_ms=5000)
+    sender = PostgresQueue(other_db, QueueSettings())
+    try:
+        receiver.receive(Q, 1, 0.5)  # starts its listener
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(receiver.receive, Q, 1, 10.0)
+            time.sleep(2.6)  # its polls are now 2.56 s apart: the next one comes at 5.1 s
+            started = time.monotonic()
+            sender.send(Q, [QueueMessage("from-afar", "{}")])
+            assert [m.message_id for m in waiting.result()] == ["from-afar"]
+        assert time.monotonic() - started < 1.5  # woken by the notification, not by its next poll
+    finally:
+        receiver.close()
+        sender.close()
+        other_db.close()
