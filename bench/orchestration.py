@@ -361,8 +361,13 @@ def main() -> None:
     parser.add_argument(
         "--sizes", type=_sizes, default=[100, 1000, 10_000], help="values of n (default 100,1000,10000)"
     )
-    parser.add_argument("--processes", type=int, default=1, help="worker processes (default 1)")
-    parser.add_argument("--workers", type=int, default=4, help="worker threads per queue in each process (default 4)")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="worker processes (default: one per CPU; threads in one process share the GIL)",
+    )
+    parser.add_argument("--workers", type=int, default=2, help="worker threads per queue in each process (default 2)")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds one job may take (default 900)")
     args = parser.parse_args()
     if args.processes < 1 or args.workers < 1:
