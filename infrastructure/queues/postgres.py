@@ -56,6 +56,7 @@ class PostgresQueue:
         self._acks_lock = threading.Lock()
         self._listener: threading.Thread | None = None
         self._closed = threading.Event()
+        self.listening = threading.Event()  # set while notifications arrive
 
     # --- sending --------------------------------------------------------------------------------
 
@@ -264,6 +265,7 @@ def _listen(queue_ref: weakref.ref[PostgresQueue], closed: threading.Event) -> N
             with connect(settings, token_provider, autocommit=True) as conn:
                 conn.execute(f"LISTEN {CHANNEL}")
                 pause = _LISTEN_RETRY_SECONDS[0]
+                _set_listening(queue_ref, True)
                 while not closed.is_set():
                     notified = any(True for _ in conn.notifies(timeout=1.0, stop_after=1))
                     queue = queue_ref()
@@ -274,6 +276,13 @@ def _listen(queue_ref: weakref.ref[PostgresQueue], closed: threading.Event) -> N
                     del queue
         except Exception as exc:  # polling still delivers; try again later
             log.info("queue listener: %s; polling until it reconnects", getattr(exc, "message", exc))
+        _set_listening(queue_ref, False)
         if closed.wait(pause):
             return
         pause = min(pause * 2, _LISTEN_RETRY_SECONDS[1])
+
+
+def _set_listening(queue_ref: weakref.ref[PostgresQueue], on: bool) -> None:
+    queue = queue_ref()
+    if queue is not None:
+        (queue.listening.set if on else queue.listening.clear)()
