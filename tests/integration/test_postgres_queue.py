@@ -104,10 +104,11 @@ def test_a_send_wakes_a_waiting_receiver(driver: Driver, monkeypatch: pytest.Mon
     polls_once(monkeypatch)
     queue = queue_of(driver, queue_poll_interval_ms=3_600_000, queue_listen=False)
     with ThreadPoolExecutor(1) as pool:
-        waiting = pool.submit(queue.receive, Q, 1, 20.0)
+        waiting = pool.submit(queue.receive, Q, 1, 60.0)
         time.sleep(0.3)
         queue.send(Q, [QueueMessage("wake", "{}")])
-        assert [m.message_id for m in waiting.result()] == ["wake"]  # without the wake-up: [] after 20 s
+        # woken long before its wait (60 s) ends; unwoken, it would poll again only then
+        assert [m.message_id for m in waiting.result(timeout=30)] == ["wake"]
 
 
 # --- messages no worker can use ------------------------------------------------------------------
@@ -156,10 +157,11 @@ def test_a_send_in_another_process_wakes_a_waiting_receiver_through_notify(
         assert receiver.listening.wait(30)
         polls_once(monkeypatch)
         with ThreadPoolExecutor(1) as pool:
-            waiting = pool.submit(receiver.receive, Q, 1, 20.0)
+            waiting = pool.submit(receiver.receive, Q, 1, 60.0)
             time.sleep(0.3)
             sender.send(Q, [QueueMessage("from-afar", "{}")])
-            assert [m.message_id for m in waiting.result()] == ["from-afar"]  # without NOTIFY: [] after 20 s
+            # woken long before its wait (60 s) ends; without NOTIFY it would poll again only then
+            assert [m.message_id for m in waiting.result(timeout=30)] == ["from-afar"]
     finally:
         receiver.close()
         sender.close()
