@@ -34,22 +34,20 @@ class JanitorReport:
 
 
 def run_janitor(machine: CoreMachine) -> JanitorReport:
-    """One pass. Re-sent messages carry a suffix of their own (``:j<minute>``), so Service Bus duplicate
-    detection does not drop them as copies of the lost original; one item's error never ends the pass."""
+    """One pass. Where the transport drops duplicates by message id for a time (Service Bus), re-sent
+    messages carry ids of their own (``:j<minute>``) so they are not dropped as copies of the lost
+    original; where it only refuses a copy of a message still queued (postgres), they keep the original
+    id, so a re-send of a message that is not lost is a no-op. One item's error never ends the pass."""
     report = JanitorReport()
     stale = machine.settings.janitor_stale_seconds
     store = machine.store
-    suffix = f":j{int(time.time() // 60)}"
+    suffix = f":j{int(time.time() // 60)}" if machine.unique_redrive_ids else ""
     for task in _listed(store.expired_leases, BATCH):
         if _guarded(machine.expire_lease, task) not in (None, "not_counted"):
             report.leases_expired += 1
     queued = _listed(store.stale_queued_tasks, stale, BATCH)
     if queued:
-        with store.unit() as u:
-            touched = u.touch_queued_tasks(queued, stale)
-            messages = [task_message(t.task_id, t.attempt + 1, t.not_before, suffix) for t in touched]
-            u.send(machine.tasks_queue, messages)
-        report.tasks_redriven += len(touched)
+        report.tasks_redriven += _guarded(_redrive_tasks, machine, queued, stale, suffix) or 0
     for job, stage in _listed(store.stale_jobs, stale, BATCH):
         step = "final" if stage.status == StageStatus.COMPLETED and job.stage == job.total_stages else f"s{job.stage}"
         if job.status == JobStatus.QUEUED:
@@ -62,6 +60,14 @@ def run_janitor(machine: CoreMachine) -> JanitorReport:
     if any(report.as_dict().values()):
         log.info("janitor: %s", report.as_dict())
     return report
+
+
+def _redrive_tasks(machine: CoreMachine, task_ids: list[str], stale: float, suffix: str) -> int:
+    with machine.store.unit() as u:
+        touched = u.touch_queued_tasks(task_ids, stale)
+        messages = [task_message(t.task_id, t.attempt + 1, t.not_before, suffix) for t in touched]
+        u.send(machine.tasks_queue, messages)
+    return len(touched)
 
 
 def _redrive_job(machine: CoreMachine, job_id: str, run: int, step: str, suffix: str) -> str:
@@ -80,7 +86,7 @@ def _listed(query: Callable[..., list[T]], *args: Any) -> list[T]:
         return []
 
 
-def _guarded(action: Callable[..., str], *args: Any) -> str | None:
+def _guarded(action: Callable[..., T], *args: Any) -> T | None:
     try:
         return action(*args)
     except Exception:

@@ -23,6 +23,7 @@ import os
 import re
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ from pydantic import BaseModel, ValidationError
 from core.contract import JobDefinition, Parallelism, PreviousStage
 from core.errors import (
     Conflict,
+    DatabaseBusy,
     GeoetlError,
     InvalidInput,
     InvalidMessage,
@@ -90,6 +92,20 @@ def error_of(exc: BaseException) -> dict[str, Any]:
     return {"code": "internal_error", "message": _redacted(f"{type(exc).__name__}: {exc}")[:2000], "details": {}}
 
 
+def _retry_busy(action: Callable[[], str], attempts: int = 3) -> str:
+    """Run a unit of work again when the database gave up on it (a deadlock victim, a serialization
+    conflict): the state change still has to happen, and abandoning the message would leave it to the
+    janitor, minutes later."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except DatabaseBusy:
+            if attempt == attempts:
+                raise
+            time.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")
+
+
 def as_json(value: dict[str, Any]) -> dict[str, Any]:
     """``value`` as plain JSON data (what a JSONB column stores); anything else is the job's bug."""
     try:
@@ -127,12 +143,14 @@ class CoreMachine:
         tasks_queue: str,
         resources: Mapping[str, Callable[[], Any]] | None = None,
         payloads: PayloadStore | None = None,
+        unique_redrive_ids: bool = True,
     ) -> None:
         self.registry, self.store, self.settings = registry, store, settings
         self.jobs_queue, self.tasks_queue = jobs_queue, tasks_queue
         self.resources = dict(resources or {})
         self.claim_check = ClaimCheck(payloads, settings.result_inline_max_bytes)
         self.leases = LeaseKeeper()
+        self.unique_redrive_ids = unique_redrive_ids  # the janitor's re-sends (see core/janitor.py)
         self.host = socket.gethostname()
 
     # --- submission, resubmission, cancellation -------------------------------------------------
@@ -312,7 +330,7 @@ class CoreMachine:
         created = list(definition.create_tasks(number, params, previous))
         if spec.parallelism == Parallelism.SINGLE and len(created) != 1:
             raise InvalidInput(f"stage {number} ({spec.name}) is single but create_tasks returned {len(created)} tasks")
-        return [handler.input_model.model_validate(_dump(p)).model_dump(mode="json") for p in created]
+        return [as_json(handler.input_model.model_validate(_dump(p)).model_dump(mode="json")) for p in created]
 
     def _previous(self, u: Unit, job_id: str, number: int) -> PreviousStage:
         if number == 1:
@@ -408,9 +426,13 @@ class CoreMachine:
         if progress is None:
             return "not_counted"  # a duplicate run, or the lease was lost and another attempt owns the task
         if progress.done:  # this completion made the count: this caller moves the job on
-            with self.store.unit() as u:
-                self._stage_done(u, task.job_id, progress.run, task.stage)
+            _retry_busy(lambda: self._advance_after(task.job_id, progress.run, task.stage))
         return "completed"
+
+    def _advance_after(self, job_id: str, run: int, stage: int) -> str:
+        with self.store.unit() as u:
+            self._stage_done(u, job_id, run, stage)
+        return "advanced"
 
     def _stage_done(self, u: Unit, job_id: str, run: int, stage: int) -> None:
         """The one caller for whom finish_stage succeeds moves the job on (invariant 3). Locks the job row
@@ -428,6 +450,9 @@ class CoreMachine:
             u.send(self.jobs_queue, [job_message(job_id, run, "final")])
 
     def _task_failed(self, task: TaskRecord, exc: BaseException, lease_expired: bool = False) -> str:
+        return _retry_busy(lambda: self._record_failure(task, exc, lease_expired))
+
+    def _record_failure(self, task: TaskRecord, exc: BaseException, lease_expired: bool) -> str:
         error = error_of(exc)
         with self.store.unit() as u:
             job = u.get_job(task.job_id, lock=True)
@@ -470,6 +495,7 @@ class CoreMachine:
             u.event(task.job_id, task.run, "task_failed", stage=task.stage, task_id=task.task_id, details=details)
             message = f"task {task.task_id} failed ({reason}): {error['message']}"
             self._fail_job(u, job, {"code": "task_failed", "message": message, "details": details})
+            u.count_failure(task.job_id, task.stage)  # the stage row last (lock order: tasks, then stage)
         return "failed"
 
     def _fail_job(self, u: Unit, job: JobRecord, error: dict[str, Any]) -> None:

@@ -72,7 +72,8 @@ class LeaseKeeper:
     def hold(self, renew: Callable[[], bool], interval: float) -> Iterator[Lease]:
         lease = Lease(renew, interval)
         with self._changed:
-            idle = not self._leases  # leases all have the same interval: only a first one is due earliest
+            # leases all have the same interval: only one that arrives when no live lease waits is due earliest
+            idle = all(held.lost for held in self._leases.values())
             self._leases[id(lease)] = lease
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="lease-keeper", daemon=True)

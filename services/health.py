@@ -183,7 +183,10 @@ def _queue_check(settings: Settings, db: Database, database_ok: bool, schema_ok:
             "queues": [settings.queue.jobs_queue_name, settings.queue.tasks_queue_name],
         }
         if database_ok and schema_ok:  # (a missing schema is the schema component's error)
-            details |= _work_in_progress(db, settings)
+            try:
+                details |= _work_in_progress(db, settings)
+            except Exception as exc:  # informational: never what makes the queue unhealthy
+                details["work_in_progress_error"] = _message(exc)
         if backend == "postgres":
             if not database_ok:
                 raise HealthProblem("the postgres queue lives in the database, which is unreachable")

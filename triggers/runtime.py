@@ -24,4 +24,5 @@ def build_machine(ctx: AppContext) -> CoreMachine:
         tasks_queue=settings.queue.tasks_queue_name,
         resources={"storage": lambda: ctx.storage, "db": lambda: ctx.db},
         payloads=BlobPayloads(lambda: ctx.storage, settings.orchestration.results_container),
+        unique_redrive_ids=not getattr(ctx.queue_sender, "refuses_live_duplicates", False),
     )

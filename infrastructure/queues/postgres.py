@@ -45,13 +45,14 @@ class PostgresQueue:
     """Sender (transactional) and MessageSource over ``geoetl.queue_messages``."""
 
     transactional = True
+    refuses_live_duplicates = True  # a message id still queued is not queued twice
     max_prefetch = 100  # releasing a prefetched message is one cheap update
 
     def __init__(self, db: Database, settings: QueueSettings) -> None:
         self.db = db
         self.settings = settings
         self._wakeup = threading.Condition()
-        self._generation = 0
+        self._generations: dict[str, int] = {}  # per queue: bumped when messages for it were committed
         self._acks: list[int] = []  # completed messages not yet deleted
         self._acks_lock = threading.Lock()
         self._listener: threading.Thread | None = None
@@ -66,14 +67,16 @@ class PostgresQueue:
         if conn is None:
             with self.db.transaction() as own:
                 self._insert(own, queue, messages)
-            self.wake()
+            self.wake(queue)
         else:  # inside the caller's transaction: the caller wakes the workers after its commit
             self._insert(conn, queue, messages)
 
-    def wake(self) -> None:
-        """Wake this process's waiting receivers (new messages are committed)."""
+    def wake(self, queue_name: str | None = None) -> None:
+        """Wake this process's receivers waiting on ``queue_name`` (all when None): messages are committed.
+        Receivers of other queues wake, see nothing new for theirs and wait again without a query."""
         with self._wakeup:
-            self._generation += 1
+            for name in [queue_name] if queue_name is not None else list(self._generations):
+                self._generations[name] = self._generations.get(name, 0) + 1
             self._wakeup.notify_all()
 
     @staticmethod
@@ -100,24 +103,34 @@ class PostgresQueue:
     # --- receiving ------------------------------------------------------------------------------
 
     def receive(self, queue_name: str, max_messages: int, max_wait_seconds: float) -> Sequence[ReceivedMessage]:
-        if self.settings.queue_listen and self._listener is None:
+        if self._listener is None and self._may_listen():
             self._start_listener()
         deadline = time.monotonic() + max_wait_seconds
         pause = _MIN_POLL_SECONDS
         longest = self.settings.queue_poll_interval_ms / 1000
         while True:
             with self._wakeup:
-                generation = self._generation
+                generation = self._generations.setdefault(queue_name, 0)
             messages = self._claim(queue_name, max_messages)
             if messages:
                 return messages
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return []
-            with self._wakeup:
-                if self._generation == generation:
-                    self._wakeup.wait(min(pause, remaining))
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return []
+                with self._wakeup:
+                    if self._generations[queue_name] != generation:
+                        break  # new messages for this queue: claim again
+                    woken = self._wakeup.wait(min(pause, remaining))
+                    if self._generations[queue_name] != generation or not woken:
+                        break  # new messages, or time for the next poll
             pause = min(pause * 2, longest)
+
+    def _may_listen(self) -> bool:
+        """LISTEN needs a session of its own: the private cluster, or an explicit direct port (PgBouncer in
+        transaction mode would run it on a shared server connection and deliver nothing)."""
+        db = self.db.settings
+        return self.settings.queue_listen and (db.embedded or db.pg_direct_port is not None)
 
     def _claim(self, queue: str, limit: int) -> list[ReceivedMessage]:
         """One statement: delete the messages completed since the last call, claim up to ``limit``."""
@@ -142,8 +155,11 @@ class PostgresQueue:
                 reason = f"delivered {row['delivery_count'] - 1} times without completing"
                 if row["last_error"]:
                     reason += f"; last error: {row['last_error']}"
-                with self.db.transaction() as conn:
-                    self._move_to_dead_letters(conn, queue, row, reason)
+                try:
+                    with self.db.transaction() as conn:
+                        self._move_to_dead_letters(conn, queue, row, reason)
+                except Exception:  # it comes back after the visibility timeout and is dead-lettered then
+                    log.warning("dead-lettering message %s failed", row["message_id"], exc_info=True)
                 continue
             received.append(
                 ReceivedMessage(
@@ -200,8 +216,8 @@ class PostgresQueue:
         """Visible again at once, and this delivery not counted (the message was never started)."""
         self.db.quick(
             "UPDATE geoetl.queue_messages SET locked_until = NULL, delivery_count = greatest(delivery_count - 1, 0) "
-            "WHERE id = %s",
-            (message.receipt,),
+            "WHERE id = %s AND delivery_count = %s",  # still this delivery's (not re-received meanwhile)
+            (message.receipt, message.delivery_count),
         )
 
     def abandon(self, queue_name: str, message: ReceivedMessage, reason: str) -> None:
@@ -220,8 +236,8 @@ class PostgresQueue:
                 return
             conn.execute(
                 "UPDATE geoetl.queue_messages SET visible_at = now() + make_interval(secs => %s), "
-                "locked_until = NULL, last_error = %s WHERE id = %s",
-                (pause, reason[:2000], message.receipt),
+                "locked_until = NULL, last_error = %s WHERE id = %s AND delivery_count = %s",
+                (pause, reason[:2000], message.receipt, message.delivery_count),
             )
 
     @staticmethod
@@ -256,26 +272,28 @@ def _listen(queue_ref: weakref.ref[PostgresQueue], closed: threading.Event) -> N
     growing pause when the connection fails; end when the queue is closed or garbage."""
     pause = _LISTEN_RETRY_SECONDS[0]
     while not closed.is_set():
-        queue = queue_ref()
-        if queue is None:
-            return
-        settings, token_provider = queue.db.settings.for_schema_changes(), queue.db.token_provider
-        del queue
         try:
+            queue = queue_ref()
+            if queue is None:
+                return
+            settings, token_provider = queue.db.settings.for_schema_changes(), queue.db.token_provider
+            del queue
             with connect(settings, token_provider, autocommit=True) as conn:
                 conn.execute(f"LISTEN {CHANNEL}")
                 pause = _LISTEN_RETRY_SECONDS[0]
                 _set_listening(queue_ref, True)
                 while not closed.is_set():
-                    notified = any(True for _ in conn.notifies(timeout=1.0, stop_after=1))
+                    names = {n.payload for n in conn.notifies(timeout=1.0, stop_after=1)}
                     queue = queue_ref()
                     if queue is None:
                         return
-                    if notified:
-                        queue.wake()
+                    for name in names:
+                        queue.wake(name)
                     del queue
         except Exception as exc:  # polling still delivers; try again later
-            log.info("queue listener: %s; polling until it reconnects", getattr(exc, "message", exc))
+            if closed.is_set() or queue_ref() is None:
+                return  # the queue was closed (and its database perhaps dropped) meanwhile
+            log.warning("queue listener: %s; polling until it reconnects", getattr(exc, "message", exc))
         _set_listening(queue_ref, False)
         if closed.wait(pause):
             return

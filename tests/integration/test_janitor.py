@@ -152,8 +152,14 @@ def test_a_crash_between_the_last_completion_and_advancing_is_repaired(driver: D
 
 def test_queued_tasks_of_a_stage_still_making_progress_are_left_alone(driver: Driver) -> None:
     """A long backlog is not a lost message: while any task of the stage runs, nothing is re-sent."""
+    driver.machine.settings = driver.machine.settings.model_copy(update={"janitor_stale_seconds": 30})
     job = driver.machine.submit("hello_world", {"n": 3}).job
     driver.step_jobs()
-    assert driver.ctx.job_store.claim_task(f"{job.job_id}-r1-s1-t0", 1, 30, "busy") is not None
     driver.sql("DELETE FROM geoetl.queue_messages")
+    old = "now() - interval '1 minute'"
+    driver.sql(f"UPDATE geoetl.tasks SET enqueued_at = {old}, not_before = {old}")
+    driver.sql(f"UPDATE geoetl.stages SET updated_at = {old}")
+    assert driver.ctx.job_store.claim_task(f"{job.job_id}-r1-s1-t0", 1, 30, "busy") is not None  # just now
     assert driver.janitor()["tasks_redriven"] == 0
+    driver.sql(f"UPDATE geoetl.tasks SET started_at = {old}")  # ...and then nothing happens for a minute
+    assert driver.janitor()["tasks_redriven"] == 2

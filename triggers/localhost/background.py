@@ -83,9 +83,10 @@ class _Deadlines:
             idle = not self._due  # one delay for all: only a first deadline can be the earliest
             self._next_id += 1
             self._due[self._next_id] = (time.monotonic() + delay, fn)
-            if self._thread is None:
+            if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="queue-release", daemon=True)
                 self._thread.start()
+                idle = True
             if idle:
                 self._changed.notify()
             return self._next_id

@@ -45,8 +45,9 @@ class PostgresJobStore(JobQueries):
             unit = PostgresUnit(conn, self.sender)
             yield unit
         wake = getattr(self.sender, "wake", None)
-        if unit.sent_in_transaction and callable(wake):
-            wake()  # after the commit: woken workers find the messages
+        if callable(wake):
+            for queue in unit.sent_in_transaction:
+                wake(queue)  # after the commit: woken workers find the messages
         for queue, messages in unit.outbox:
             try:
                 self.sender.send(queue, messages)
@@ -63,7 +64,7 @@ class PostgresJobStore(JobQueries):
     def claim_task(self, task_id: str, attempt: int, lease_seconds: float, worker: str) -> ClaimedTask | None:
         rows = self.db.quick(
             "UPDATE geoetl.tasks t SET status = 'processing', attempt = t.attempt + 1, "
-            "started_at = coalesce(t.started_at, now()), heartbeat_at = now(), "
+            "started_at = now(), heartbeat_at = now(), "
             "lease_expires_at = now() + make_interval(secs => %s), worker = %s, updated_at = now() "
             "FROM geoetl.jobs j WHERE t.task_id = %s AND t.status = 'queued' AND t.attempt = %s - 1 "
             "AND t.not_before <= now() + interval '1 second' "
@@ -146,8 +147,8 @@ class PostgresJobStore(JobQueries):
                 "AND t.enqueued_at < now() - make_interval(secs => %s) "
                 "AND t.not_before < now() - make_interval(secs => %s) "
                 "AND NOT EXISTS (SELECT 1 FROM geoetl.tasks r WHERE r.job_id = j.job_id AND r.stage = j.stage "
-                "AND r.status = 'processing') ORDER BY t.enqueued_at LIMIT %s",
-                (older_than_seconds, older_than_seconds, older_than_seconds, limit),
+                "AND r.started_at > now() - make_interval(secs => %s)) ORDER BY t.enqueued_at LIMIT %s",
+                (older_than_seconds, older_than_seconds, older_than_seconds, older_than_seconds, limit),
             ).fetchall()
         return [r["task_id"] for r in rows]
 

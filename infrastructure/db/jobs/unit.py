@@ -44,7 +44,7 @@ class PostgresUnit:
         self.conn = conn
         self.sender = sender
         self.outbox: list[tuple[str, list[QueueMessage]]] = []
-        self.sent_in_transaction = False
+        self.sent_in_transaction: set[str] = set()  # queues written to in this transaction
 
     def _one(self, query: str, params: dict[str, Any] | tuple[Any, ...] = ()) -> dict[str, Any] | None:
         return self.conn.execute(query, params).fetchone()  # type: ignore[arg-type]
@@ -56,7 +56,7 @@ class PostgresUnit:
             return
         if self.sender.transactional:
             self.sender.send(queue, messages, self.conn)
-            self.sent_in_transaction = True
+            self.sent_in_transaction.add(queue)
         else:
             self.outbox.append((queue, list(messages)))
 
@@ -268,17 +268,23 @@ class PostgresUnit:
     def fail_task(
         self, task_id: str, attempt: int, error: dict[str, Any], lease_expired: bool = False
     ) -> TaskRecord | None:
-        """processing → failed for this attempt, and the stage's failed counter."""
+        """processing → failed for this attempt (the stage's counter is bumped last: count_failure)."""
         row = self._one(
-            "WITH failed AS (UPDATE geoetl.tasks SET status = 'failed', error_details = %s, completed_at = now(), "
+            "UPDATE geoetl.tasks SET status = 'failed', error_details = %s, completed_at = now(), "
             "lease_expires_at = NULL, updated_at = now() WHERE task_id = %s AND status = 'processing' AND attempt = %s"
-            f"{' AND lease_expires_at < now()' if lease_expired else ''} RETURNING {TASK_COLUMNS}), "
-            "counted AS (UPDATE geoetl.stages s SET failed_count = s.failed_count + 1, updated_at = now() "
-            "FROM failed WHERE s.job_id = failed.job_id AND s.stage = failed.stage) "
-            "SELECT * FROM failed",
+            f"{' AND lease_expires_at < now()' if lease_expired else ''} RETURNING {TASK_COLUMNS}",
             (Jsonb(error), task_id, attempt),
         )
         return task_record(row) if row else None
+
+    def count_failure(self, job_id: str, stage: int) -> None:
+        """The stage's failed counter; called after every task row of the transaction is locked (task rows
+        before the stage row, the order a completion takes them in, so the two cannot deadlock)."""
+        self.conn.execute(
+            "UPDATE geoetl.stages SET failed_count = failed_count + 1, updated_at = now() "
+            "WHERE job_id = %s AND stage = %s",
+            (job_id, stage),
+        )
 
     def touch_queued_tasks(self, task_ids: Sequence[str], older_than_seconds: float) -> list[TaskRecord]:
         """Queued tasks still without a fresh message, marked as re-sent now; a janitor racing this one skips
