@@ -114,16 +114,12 @@ class PostgresQueue:
             messages = self._claim(queue_name, max_messages)
             if messages:
                 return messages
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return []
-                with self._wakeup:
-                    if self._generations[queue_name] != generation:
-                        break  # new messages for this queue: claim again
-                    woken = self._wakeup.wait(min(pause, remaining))
-                    if self._generations[queue_name] != generation or not woken:
-                        break  # new messages, or time for the next poll
+            if time.monotonic() >= deadline:
+                return []
+            poll_at = min(time.monotonic() + pause, deadline)
+            with self._wakeup:  # until new messages for this queue, or the next poll (wake-ups for others: wait on)
+                while self._generations[queue_name] == generation and (left := poll_at - time.monotonic()) > 0:
+                    self._wakeup.wait(left)
             pause = min(pause * 2, longest)
 
     def _may_listen(self) -> bool:

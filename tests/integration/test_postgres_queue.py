@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -166,3 +167,22 @@ def test_a_send_in_another_process_wakes_a_waiting_receiver_through_notify(
         receiver.close()
         sender.close()
         other_db.close()
+
+
+def test_wake_ups_for_another_queue_do_not_stop_a_receiver_from_polling(driver: Driver) -> None:
+    """A retry scheduled on one queue is found by polling even while the other queue is busy."""
+    queue = queue_of(driver, queue_poll_interval_ms=200, queue_listen=False)
+    queue.send(Q, [QueueMessage("due-soon", "{}", not_before=datetime.now(UTC) + timedelta(seconds=0.5))])
+    stop = threading.Event()
+
+    def busy_other_queue() -> None:
+        while not stop.is_set():
+            queue.wake("other-queue")
+            time.sleep(0.01)
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(busy_other_queue)
+        try:
+            assert [m.message_id for m in queue.receive(Q, 1, 5.0)] == ["due-soon"]
+        finally:
+            stop.set()
