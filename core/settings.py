@@ -62,6 +62,11 @@ class DatabaseSettings(_Settings):
         return self.pghost is None
 
     @property
+    def direct(self) -> bool:
+        """PGPORT reaches PostgreSQL itself (no PG_DIRECT_PORT apart from it means no PgBouncer in between)."""
+        return self.pg_direct_port is None or self.pg_direct_port == self.pgport
+
+    @property
     def prepared_statements(self) -> bool:
         return self.pg_prepared_statements == "on" or (self.pg_prepared_statements == "auto" and self.embedded)
 

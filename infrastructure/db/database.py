@@ -127,6 +127,7 @@ class Database:
             timeout=settings.pg_connect_timeout,
             check=self._idle.check,
             reset=self._idle.returned,
+            configure=self._configure if settings.direct else None,
             # A failed background connect gives up at once; the next request that needs a connection
             # tries again, so a database that comes back is used at once (no backoff to wait out).
             reconnect_timeout=0,
@@ -134,6 +135,13 @@ class Database:
             name="geoetl",
         )
         self._pool.open(wait=False)
+
+    def _configure(self, conn: psycopg.Connection[Any]) -> None:
+        """On a direct connection (no PgBouncer: no shared server sessions), the statement timeout is also the
+        session's, so the single-statement calls of :meth:`quick` are bounded too."""
+        limit = self.settings.pg_statement_timeout_ms
+        conn.execute("SELECT set_config('statement_timeout', %s, false)", (f"{limit}ms",))
+        conn.commit()
 
     def close(self) -> None:
         self._pool.close()
@@ -168,8 +176,9 @@ class Database:
             return conn.execute(query, params).fetchone()  # type: ignore[arg-type]
 
     def quick(self, query: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> list[dict[str, Any]]:
-        """One statement as its own transaction in a single round trip (autocommit), without the statement
-        timeout: for the O(1) statements of the task path only (claims, lease renewals, acks)."""
+        """One statement as its own transaction in a single round trip (autocommit): for the O(1) statements
+        of the task path (claims, completions, lease renewals, receives). The statement timeout applies on
+        direct connections (set for the session); behind PgBouncer there is none."""
         with self.connection() as conn:
             conn.autocommit = True
             try:

@@ -36,12 +36,16 @@ def test_unreachable_server_is_database_unavailable_naming_where() -> None:
 def test_statement_timeout_is_transaction_local(fresh_db: DatabaseSettings) -> None:
     db = Database(DatabaseSettings(**{**fresh_db.model_dump(), "pg_statement_timeout_ms": 200, "pg_pool_max_size": 1}))
     try:
-        with pytest.raises(DatabaseBusy, match="statement timeout") as info, db.transaction() as conn:
+        with (
+            pytest.raises(DatabaseBusy, match="statement timeout") as info,
+            db.transaction(statement_timeout_ms=150) as conn,
+        ):
             conn.execute("SELECT pg_sleep(2)")
         assert info.value.retryable and isinstance(info.value.__cause__, psycopg.errors.QueryCanceled)
         with db.connection() as conn:
             row = conn.execute("SHOW statement_timeout").fetchone()
-        assert row == {"statement_timeout": "0"}, "the timeout must not leak into the session"
+        # the transaction's own timeout did not leak: the session keeps the setting's (direct connection)
+        assert row == {"statement_timeout": "200ms"}
     finally:
         db.close()
 
@@ -97,8 +101,27 @@ def test_migrations_and_queries_through_pgbouncer_transaction_mode(pgbouncer: Da
         context = make_context(pgbouncer, tmp_path)
         report = check_health(context.settings, db, lambda: context.storage)
         assert report.status == "healthy", report.failing
+        with db.connection() as conn:  # nothing of ours is left in PgBouncer's shared server sessions
+            assert conn.execute("SHOW statement_timeout").fetchone() == {"statement_timeout": "0"}
     finally:
         db.close()
+
+
+def test_jobs_run_through_pgbouncer_transaction_mode(pgbouncer: DatabaseSettings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from core.models import JobStatus
+    from tests.helpers.driver import Driver
+    from tests.plugins.machine import FAST
+
+    context = make_context(pgbouncer, tmp_path, orchestration=FAST)
+    try:
+        driver = Driver.of(context)
+        job = driver.machine.submit("diamond", {"parts": 12, "page_size": 5}).job
+        assert driver.run(job.job_id) == JobStatus.COMPLETED
+        retried = driver.machine.submit("hello_world", {"n": 3, "fail_indices": [1], "fail_attempts": 2}).job
+        assert driver.run(retried.job_id) == JobStatus.COMPLETED
+        assert context.message_source.listening.wait(30)  # type: ignore[attr-defined]  # LISTEN on the direct port
+    finally:
+        context.close()
 
 
 def test_pool_recovers_when_the_database_comes_back(throwaway_cluster) -> None:  # type: ignore[no-untyped-def]
@@ -184,3 +207,15 @@ def test_a_second_setup_waits_for_the_first(fresh_db: DatabaseSettings) -> None:
         holder.rollback()
     thread.join(30)
     assert result and not thread.is_alive()
+
+
+def test_single_statements_are_bounded_by_the_statement_timeout_on_direct_connections(
+    fresh_db: DatabaseSettings,
+) -> None:
+    db = Database(DatabaseSettings(**{**fresh_db.model_dump(), "pg_statement_timeout_ms": 200}))
+    try:
+        with pytest.raises(DatabaseBusy):
+            db.quick("SELECT pg_sleep(5)")
+        assert db.quick("SELECT 1 AS one") == [{"one": 1}]  # the connection is fine afterwards
+    finally:
+        db.close()

@@ -63,8 +63,16 @@ def pgbouncer(fresh_db: DatabaseSettings) -> Iterator[DatabaseSettings]:
                 if proc.poll() is not None or time.monotonic() > deadline:
                     pytest.fail(f"pgbouncer did not start: {(workdir / 'pgbouncer.log').read_text()[-2000:]}")
                 time.sleep(0.1)
-            # PgBouncer in transaction mode keeps no server-side prepared statements
-            yield DatabaseSettings(**{**fresh_db.model_dump(), "pgport": port, "pg_prepared_statements": "off"})
+            # as in Azure: PGPORT is PgBouncer's (no prepared statements, no session state), schema changes
+            # and LISTEN go to the server itself
+            yield DatabaseSettings(
+                **{
+                    **fresh_db.model_dump(),
+                    "pgport": port,
+                    "pg_direct_port": fresh_db.pgport,
+                    "pg_prepared_statements": "off",
+                }
+            )
         finally:
             proc.terminate()
             proc.communicate(timeout=10)
