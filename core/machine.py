@@ -111,9 +111,9 @@ def as_json(value: dict[str, Any]) -> dict[str, Any]:
     try:
         text = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"the result is not JSON data: {exc}") from None
+        raise InvalidInput(f"not JSON data (a task's parameters or result): {exc}") from None
     if "\\u0000" in text:
-        raise InvalidInput("the result contains a NUL character, which the database cannot store")
+        raise InvalidInput("the data contains a NUL character, which the database cannot store")
     loaded: dict[str, Any] = json.loads(text)
     return loaded
 
