@@ -17,24 +17,19 @@ PostgreSQL holds the truth; messages carry ids and only wake workers up.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import re
 import socket
 import threading
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from core.contract import JobDefinition, Parallelism, PreviousStage
 from core.errors import (
     Conflict,
-    DatabaseBusy,
-    GeoetlError,
     InvalidInput,
     InvalidMessage,
     LeaseExpired,
@@ -60,6 +55,7 @@ from core.models import (
     task_id_for,
     task_message,
 )
+from core.outcomes import as_json, dump, error_of, is_retryable, retry_busy
 from core.ports import JobStore, PayloadStore, Unit
 from core.registry import Registry, TaskHandler
 from core.running import ClaimCheck, LeaseKeeper, RunningTask, StoredResults
@@ -74,63 +70,6 @@ MAX_PARAMETERS_BYTES = 256 * 1024
 class Submission:
     job: JobRecord
     created: bool  # False: an identical job already existed (nothing new was made)
-
-
-def is_retryable(exc: BaseException) -> bool:
-    """Our errors say so themselves; validation errors are permanent; anything unexpected may be transient."""
-    if isinstance(exc, GeoetlError):
-        return exc.retryable
-    return not isinstance(exc, ValidationError | TypeError)
-
-
-def error_of(exc: BaseException) -> dict[str, Any]:
-    if isinstance(exc, GeoetlError):
-        return exc.to_dict()
-    if isinstance(exc, ValidationError):
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
-        return {"code": "invalid_input", "message": problems, "details": {}}
-    return {"code": "internal_error", "message": _redacted(f"{type(exc).__name__}: {exc}")[:2000], "details": {}}
-
-
-def _retry_busy(action: Callable[[], str], attempts: int = 3) -> str:
-    """Run a unit of work again when the database gave up on it (a deadlock victim, a serialization
-    conflict): the state change still has to happen, and abandoning the message would leave it to the
-    janitor, minutes later."""
-    for attempt in range(1, attempts + 1):
-        try:
-            return action()
-        except DatabaseBusy:
-            if attempt == attempts:
-                raise
-            time.sleep(0.05 * attempt)
-    raise AssertionError("unreachable")
-
-
-def as_json(value: dict[str, Any]) -> dict[str, Any]:
-    """``value`` as plain JSON data (what a JSONB column stores); anything else is the job's bug."""
-    try:
-        text = json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInput(f"not JSON data (a task's parameters or result): {exc}") from None
-    if "\\u0000" in text:
-        raise InvalidInput("the data contains a NUL character, which the database cannot store")
-    loaded: dict[str, Any] = json.loads(text)
-    return loaded
-
-
-_SECRETS = re.compile(r"(?i)(sig|accountkey|password|sharedaccesskey|token)=[^&;\s]+")
-
-
-def _redacted(text: str) -> str:
-    return _SECRETS.sub(lambda m: f"{m.group(1)}=***", text)
-
-
-def _dump(value: BaseModel | Mapping[str, Any] | None) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    return dict(value)
 
 
 class CoreMachine:
@@ -330,7 +269,7 @@ class CoreMachine:
         created = list(definition.create_tasks(number, params, previous))
         if spec.parallelism == Parallelism.SINGLE and len(created) != 1:
             raise InvalidInput(f"stage {number} ({spec.name}) is single but create_tasks returned {len(created)} tasks")
-        return [as_json(handler.input_model.model_validate(_dump(p)).model_dump(mode="json")) for p in created]
+        return [as_json(handler.input_model.model_validate(dump(p)).model_dump(mode="json")) for p in created]
 
     def _previous(self, u: Unit, job_id: str, number: int) -> PreviousStage:
         if number == 1:
@@ -345,7 +284,7 @@ class CoreMachine:
         """The job's result from every stage's results; a large one is kept as a blob (claim check)."""
         try:
             params = definition.parameters_model.model_validate(job.parameters)
-            output = _dump(definition.finalize(params, StoredResults(self.store, job.job_id, self.claim_check)))
+            output = dump(definition.finalize(params, StoredResults(self.store, job.job_id, self.claim_check)))
             result = self.claim_check.store(f"results/{job.job_id}/job-r{job.run}.json", as_json(output))
         except RetryableError:
             raise
@@ -396,7 +335,7 @@ class CoreMachine:
         output = handler.fn(params, context)
         if handler.output_model is not None and not isinstance(output, handler.output_model):
             output = handler.output_model.model_validate(output)
-        return _dump(output)
+        return dump(output)
 
     def _unclaimed(self, task_id: str, attempt: int) -> str:
         task = self.store.task(task_id)
@@ -426,7 +365,7 @@ class CoreMachine:
         if progress is None:
             return "not_counted"  # a duplicate run, or the lease was lost and another attempt owns the task
         if progress.done:  # this completion made the count: this caller moves the job on
-            _retry_busy(lambda: self._advance_after(task.job_id, progress.run, task.stage))
+            retry_busy(lambda: self._advance_after(task.job_id, progress.run, task.stage))
         return "completed"
 
     def _advance_after(self, job_id: str, run: int, stage: int) -> str:
@@ -450,7 +389,7 @@ class CoreMachine:
             u.send(self.jobs_queue, [job_message(job_id, run, "final")])
 
     def _task_failed(self, task: TaskRecord, exc: BaseException, lease_expired: bool = False) -> str:
-        return _retry_busy(lambda: self._record_failure(task, exc, lease_expired))
+        return retry_busy(lambda: self._record_failure(task, exc, lease_expired))
 
     def _record_failure(self, task: TaskRecord, exc: BaseException, lease_expired: bool) -> str:
         error = error_of(exc)

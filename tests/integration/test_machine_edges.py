@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from core.errors import InvalidInput, RetryableError
-from core.machine import as_json
 from core.models import JobStatus, task_message
+from core.outcomes import as_json
 from tests.helpers.driver import Driver
 
 

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from core.errors import DatabaseBusy
-from core.machine import _retry_busy
+from core.outcomes import retry_busy
 from core.running import LeaseKeeper
 
 
@@ -54,10 +54,10 @@ def test_units_of_work_are_retried_when_the_database_gives_up_on_them() -> None:
             raise outcome
         return outcome
 
-    assert _retry_busy(action) == "done"
+    assert retry_busy(action) == "done"
 
     def always_busy() -> str:
         raise DatabaseBusy("deadlock")
 
     with pytest.raises(DatabaseBusy):
-        _retry_busy(always_busy)
+        retry_busy(always_busy)
