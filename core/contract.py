@@ -76,6 +76,11 @@ class TaskContext(Protocol):
         """The app's Database (connection pool)."""
         ...
 
+    @property
+    def settings(self) -> Any:
+        """The app's Settings (core.settings.Settings)."""
+        ...
+
     def heartbeat(self) -> bool:
         """Renew the lease now (the machine also does it in the background); False if the task is no longer
         this attempt's (lease lost, job failed): the handler should stop."""

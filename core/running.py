@@ -127,6 +127,10 @@ class RunningTask:
     def db(self) -> Any:
         return self._resources["db"]()
 
+    @property
+    def settings(self) -> Any:
+        return self._resources["settings"]()
+
     def heartbeat(self) -> bool:
         return self._lease.beat() if self._lease is not None else True
 

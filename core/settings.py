@@ -230,6 +230,18 @@ class AppSettings(_Settings):
     )
 
 
+class RasterSettings(_Settings):
+    """The raster pipeline (process_raster) and the STAC endpoints."""
+
+
+class VectorSettings(_Settings):
+    """The vector pipeline (ingest_vector)."""
+
+
+class AnalyticsSettings(_Settings):
+    """Container inventories, H3 grids and the DuckDB sandbox."""
+
+
 class LocalHostSettings(_Settings):
     """The local host that serves function_app.py without Azure Functions."""
 
@@ -277,6 +289,9 @@ class Settings:
         app: AppSettings | None = None,
         local_host: LocalHostSettings | None = None,
         stack: StackSettings | None = None,
+        raster: RasterSettings | None = None,
+        vector: VectorSettings | None = None,
+        analytics: AnalyticsSettings | None = None,
     ) -> None:
         self.database = database or DatabaseSettings()
         self.storage = storage or StorageSettings()
@@ -285,6 +300,9 @@ class Settings:
         self.app = app or AppSettings()
         self.local_host = local_host or LocalHostSettings()
         self.stack = stack or StackSettings()
+        self.raster = raster or RasterSettings()
+        self.vector = vector or VectorSettings()
+        self.analytics = analytics or AnalyticsSettings()
 
 
 SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
@@ -295,6 +313,9 @@ SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
     AppSettings,
     LocalHostSettings,
     StackSettings,
+    RasterSettings,
+    VectorSettings,
+    AnalyticsSettings,
 )
 
 

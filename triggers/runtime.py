@@ -22,7 +22,7 @@ def build_machine(ctx: AppContext) -> CoreMachine:
         settings.orchestration,
         jobs_queue=settings.queue.jobs_queue_name,
         tasks_queue=settings.queue.tasks_queue_name,
-        resources={"storage": lambda: ctx.storage, "db": lambda: ctx.db},
+        resources={"storage": lambda: ctx.storage, "db": lambda: ctx.db, "settings": lambda: ctx.settings},
         payloads=BlobPayloads(lambda: ctx.storage, settings.orchestration.results_container),
         unique_redrive_ids=not getattr(ctx.queue_sender, "refuses_live_duplicates", False),
     )
