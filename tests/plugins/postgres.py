@@ -79,17 +79,20 @@ def throwaway_cluster() -> Iterator[Cluster]:
 def template_db(pg_server: DatabaseSettings) -> str:
     admin = _with_db(pg_server, "postgres")
     wanted = _fingerprint()
-    with connect(admin, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (TEMPLATE,)
-        ).fetchone()
-        if row is not None and row[0] == wanted:
-            return TEMPLATE
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
-    setup_database(_with_db(pg_server, TEMPLATE))
-    with connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(TEMPLATE), sql.Literal(wanted)))
+    with connect(admin, autocommit=True) as lock:  # concurrent sessions: one rebuilds, the others wait
+        lock.execute("SELECT pg_advisory_lock(hashtext(%s))", (TEMPLATE,))
+        with connect(admin, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s", (TEMPLATE,)
+            ).fetchone()
+            if row is not None and row[0] == wanted:
+                return TEMPLATE
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(TEMPLATE)))
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(TEMPLATE)))
+        setup_database(_with_db(pg_server, TEMPLATE))
+        with connect(admin, autocommit=True) as conn:
+            comment = sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(TEMPLATE), sql.Literal(wanted))
+            conn.execute(comment)
     return TEMPLATE
 
 
