@@ -35,9 +35,11 @@ def make_context(
     storage_root: Path,
     orchestration: OrchestrationSettings | None = None,
     queue: QueueSettings | None = None,
+    storage: StorageSettings | None = None,
     **app_settings: object,
 ) -> AppContext:
-    storage = StorageSettings(storage_backend="local", storage_local_root=storage_root)
+    """An app context over ``database``; storage is local under ``storage_root`` unless ``storage`` is given."""
+    storage = storage or StorageSettings(storage_backend="local", storage_local_root=storage_root)
     settings = Settings(
         database=database,
         storage=storage,
