@@ -95,6 +95,36 @@ class TaskContext(Protocol):
         ...
 
 
+class JobEnd:
+    """What a job's ``cleanup`` gets: which run ended and how, and the app's resources."""
+
+    def __init__(
+        self,
+        job_id: str,
+        run: int,
+        status: str,
+        error: Mapping[str, Any] | None,
+        resources: Mapping[str, Callable[[], Any]],
+    ) -> None:
+        self.job_id, self.run, self.status, self.error = job_id, run, status, error
+        self._resources = resources
+
+    @property
+    def storage(self) -> Any:
+        """The app's BlobStore."""
+        return self._resources["storage"]()
+
+    @property
+    def db(self) -> Any:
+        """The app's Database (connection pool)."""
+        return self._resources["db"]()
+
+    @property
+    def settings(self) -> Any:
+        """The app's Settings."""
+        return self._resources["settings"]()
+
+
 class JobDefinition(ABC, Generic[P]):
     """Subclass, set the class attributes, implement ``create_tasks`` and ``finalize``, and register."""
 
@@ -113,6 +143,19 @@ class JobDefinition(ABC, Generic[P]):
     @abstractmethod
     def finalize(self, params: P, results: JobResults) -> BaseModel | Mapping[str, Any]:
         """The job's result_data, once every stage has completed."""
+
+    def cleanup(self, params: P, end: JobEnd) -> Mapping[str, Any] | None:
+        """Remove what a failed or cancelled run left behind (outputs, staging tables); optional.
+
+        Runs on a worker after the run ended, from a job message sent in the same transaction as the
+        ending; it may run more than once and while late tasks of the run still finish, so it must be
+        idempotent (late tasks check ``context.heartbeat()`` after writing and remove their own output).
+        Raise a RetryableError to have it tried again; what it returns is recorded in the job's events."""
+        return None
+
+    @classmethod
+    def has_cleanup(cls) -> bool:
+        return cls.cleanup is not JobDefinition.cleanup
 
 
 Handler = Callable[[Any, TaskContext], Any]

@@ -27,7 +27,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from core.contract import JobDefinition, Parallelism, PreviousStage
+from core.contract import JobDefinition, JobEnd, Parallelism, PreviousStage
 from core.errors import (
     Conflict,
     InvalidInput,
@@ -47,6 +47,7 @@ from core.models import (
     TaskRecord,
     TaskStatus,
     canonical_json,
+    cleanup_message,
     is_job_id,
     job_id_for,
     job_message,
@@ -147,6 +148,7 @@ class CoreMachine:
                 if u.end_job(job_id, job.run, JobStatus.CANCELLED, error):
                     cancelled = u.cancel_open_tasks(job_id)
                     u.event(job_id, job.run, "job_cancelled", details={"cancelled_tasks": cancelled})
+                    self._ask_cleanup(u, job)
             ended = u.get_job(job_id)
         assert ended is not None
         return ended
@@ -164,6 +166,8 @@ class CoreMachine:
         """Run one job message; a message no worker can use is dead-lettered with the reason, never raised."""
         try:
             message: JobMessage = parse_message(body, JobMessage)
+            if message.action == "cleanup":
+                return self.cleanup(message.job_id, message.run)
             return self.advance(message.job_id, message.run)
         except InvalidMessage as exc:
             return self._dead_letter(self.jobs_queue, message_id, body, exc, delivery_count)
@@ -441,6 +445,37 @@ class CoreMachine:
         if u.end_job(job.job_id, job.run, JobStatus.FAILED, error):
             cancelled = u.cancel_open_tasks(job.job_id)
             u.event(job.job_id, job.run, "job_failed", details={**error, "cancelled_tasks": cancelled})
+            self._ask_cleanup(u, job)
+
+    def _ask_cleanup(self, u: Unit, job: JobRecord) -> None:
+        """In the transaction that ends the run: a message for the job type's clean-up, if it has one."""
+        definition = self.registry.jobs.get(job.job_type)
+        if definition is not None and definition.has_cleanup():
+            u.send(self.jobs_queue, [cleanup_message(job.job_id, job.run)])
+
+    def cleanup(self, job_id: str, run: int) -> str:
+        """Run the job type's clean-up for a failed or cancelled run: 'cleaned', 'cleanup_failed' or 'ignored'.
+
+        Our retryable errors are raised (the message comes back); any other error is recorded as an event."""
+        with self.store.unit() as u:
+            job = u.get_job(job_id)
+        if job is None:
+            raise InvalidMessage(f"job {job_id} does not exist")
+        definition = self.registry.jobs.get(job.job_type)
+        if job.run != run or job.status not in (JobStatus.FAILED, JobStatus.CANCELLED) or definition is None:
+            return "ignored"  # a newer run, or nothing to clean
+        end = JobEnd(job_id, run, str(job.status), job.error_details, self.resources)
+        try:
+            params = definition.parameters_model.model_validate(job.parameters)
+            details, event, outcome = as_json(dump(definition.cleanup(params, end) or {})), "job_cleaned_up", "cleaned"
+        except RetryableError:
+            raise
+        except Exception as exc:
+            log.exception("clean-up of job %s run %s failed", job_id, run)
+            details, event, outcome = {"error": error_of(exc)}, "cleanup_failed", "cleanup_failed"
+        with self.store.unit() as u:
+            u.event(job_id, run, event, details=details)
+        return outcome
 
     def backoff(self, attempt: int) -> float:
         """Seconds before the retry after failed attempt ``attempt`` (5, 10, 20 s with the defaults)."""

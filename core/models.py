@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -146,11 +146,13 @@ class _Message(BaseModel):
 
 
 class JobMessage(_Message):
-    """Wake-up for a job: plan its current stage, or finalize it when every stage is complete."""
+    """Wake-up for a job: plan its current stage, or finalize it when every stage is complete;
+    ``action="cleanup"``: run the job type's clean-up after the run failed or was cancelled."""
 
     kind: str = Field("job", pattern="^job$")
     job_id: str = Field(min_length=64, max_length=64, pattern="^[0-9a-f]{64}$")
     run: int = Field(ge=1)
+    action: Literal["advance", "cleanup"] = "advance"
 
 
 class TaskMessage(_Message):
@@ -175,6 +177,12 @@ def job_message(job_id: str, run: int, step: str) -> QueueMessage:
     """``step`` names what the message is for (``s<stage>`` planning, ``final``), for duplicate detection."""
     body = JobMessage(job_id=job_id, run=run).model_dump_json()
     return QueueMessage(f"{job_id}:r{run}:{step}", body, properties={"kind": "job", "job_id": job_id})
+
+
+def cleanup_message(job_id: str, run: int) -> QueueMessage:
+    """Asks a worker to run the job type's clean-up for run ``run`` (it ended failed or cancelled)."""
+    body = JobMessage(job_id=job_id, run=run, action="cleanup").model_dump_json()
+    return QueueMessage(f"{job_id}:r{run}:cleanup", body, properties={"kind": "job", "job_id": job_id})
 
 
 def task_message(task_id: str, attempt: int, not_before: datetime | None = None, suffix: str = "") -> QueueMessage:
