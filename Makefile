@@ -61,6 +61,12 @@ clean:
 bench: venv
 	$(PY) -m bench.http_overhead
 	$(PY) -m bench.orchestration
+	$(PY) -m bench.raster
+	$(PY) -m bench.stac
+	$(PY) -m bench.vector
+	$(PY) -m bench.h3
+	$(PY) -m bench.inventory
+	$(PY) -m bench.duckdb
 
 smoke: venv
 	@$(PY) -m devstack.smoke --url "$(URL)" $(if $(KEY),--key "$(KEY)")

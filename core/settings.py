@@ -233,13 +233,97 @@ class AppSettings(_Settings):
 class RasterSettings(_Settings):
     """The raster pipeline (process_raster) and the STAC endpoints."""
 
+    raster_temp_dir: Path | None = Field(
+        None, description="Folder for COGs being written before upload; empty = the system temp folder"
+    )
+    raster_max_pixels: int = Field(
+        2_000_000_000, ge=1, description="Largest raster (width x height) process_raster accepts"
+    )
+    raster_cog_blocksize: int = Field(512, ge=64, le=4096, description="Tile size of the COGs process_raster writes")
+    raster_gdal_threads: str = Field(
+        "ALL_CPUS", description="GDAL_NUM_THREADS while writing COGs (a number or ALL_CPUS)"
+    )
+    raster_price_per_gb_hot: float = Field(
+        0.0184, ge=0, description="Monthly price per GB in the Hot access tier (visualization and analysis COGs)"
+    )
+    raster_price_per_gb_cool: float = Field(
+        0.01, ge=0, description="Monthly price per GB in the Cool access tier (archive COGs)"
+    )
+    raster_price_currency: str = Field("USD", description="Currency of the per-GB prices")
+    stac_search_default_limit: int = Field(10, ge=1, le=10_000, description="Items per STAC search page by default")
+    stac_search_max_limit: int = Field(1000, ge=1, le=10_000, description="Most items one STAC search page returns")
+    stac_search_job_max_items: int = Field(
+        1_000_000, ge=1, description="Most items one stac_search job collects (its max_items is capped by this)"
+    )
+    stac_search_inline_features: int = Field(
+        100, ge=0, le=10_000, description="stac_search results up to this many items stay in the job result"
+    )
+
 
 class VectorSettings(_Settings):
     """The vector pipeline (ingest_vector)."""
 
+    vector_chunk_rows_min: int = Field(
+        5_000, ge=1, description="Fewest rows per GeoParquet chunk when ingest_vector chooses the chunk size"
+    )
+    vector_chunk_rows_max: int = Field(
+        100_000, ge=1, description="Most rows per GeoParquet chunk when ingest_vector chooses the chunk size"
+    )
+    vector_chunk_target_count: int = Field(
+        8, ge=1, description="Chunks ingest_vector aims at per file (each a parallel load task), within min..max rows"
+    )
+    vector_work_container: str = Field(
+        "silver", description="Container of ingest_vector's intermediate chunks (under tmp/ingest_vector/<job_id>/)"
+    )
+    vector_temp_dir: Path | None = Field(
+        None, description="Folder for downloaded vector files while they are read; empty = the system temp folder"
+    )
+    vector_load_timeout_ms: int = Field(
+        900_000, ge=0, description="Statement timeout of one chunk COPY and of the finalize DDL (0 = none)"
+    )
+    vector_unlogged_load: bool = Field(
+        False,
+        description="Load chunks into an UNLOGGED staging table, made LOGGED (crash-safe) before the swap",
+    )
+
 
 class AnalyticsSettings(_Settings):
     """Container inventories, H3 grids and the DuckDB sandbox."""
+
+    inventory_page_size: int = Field(
+        5000, ge=1, le=5000, description="Blobs per listing page for container jobs and GET /api/containers (max)"
+    )
+    inventory_pages_per_task: int = Field(
+        1, ge=1, le=1000, description="Listing pages each metadata/summary task of a container job handles"
+    )
+    inventory_work_container: str = Field(
+        "silver", description="Container for the container jobs' intermediate page files"
+    )
+    h3_max_cells: int = Field(
+        2_000_000, ge=1, description="Most cells generate_h3_grid may produce; larger requests are refused at submit"
+    )
+    h3_cells_per_task: int = Field(
+        20_000, ge=100, description="Target cells per task of generate_h3_grid (the fan-out splits by parent cell)"
+    )
+    duckdb_memory_limit: str = Field(
+        "1GB", pattern=r"^\d+(\.\d+)?\s*(B|KB|MB|GB|KiB|MiB|GiB)$", description="DuckDB memory_limit of a query"
+    )
+    duckdb_threads: int = Field(2, ge=1, le=64, description="DuckDB threads of a query")
+    duckdb_timeout_seconds: float = Field(
+        300.0, gt=0, description="A duckdb_query running longer than this is interrupted and fails"
+    )
+    duckdb_max_rows_inline: int = Field(
+        1000, ge=1, description="Most rows a duckdb_query returns inline (output_format json); more: use parquet"
+    )
+    duckdb_max_inline_bytes: int = Field(
+        262144, ge=1024, description="Most bytes of JSON rows a duckdb_query returns inline"
+    )
+    duckdb_row_limit_cap: int = Field(
+        10_000_000, ge=1, description="Most rows a duckdb_query writes to storage (row_limit may only lower it)"
+    )
+    duckdb_temp_dir: Path | None = Field(
+        None, description="Folder for DuckDB spill files and staged outputs; empty = the system temp folder"
+    )
 
 
 class LocalHostSettings(_Settings):

@@ -264,6 +264,9 @@ class AzureBlobStore(BlobStore):
             config["CPL_AZURE_ENDPOINT"] = endpoint  # a private endpoint, another cloud or an emulator
         return GdalPath(path, config)
 
+    def _url(self, container: str, name: str) -> str:
+        return str(self._blob(container, name).url)
+
     def _set_access_tier(self, container: str, name: str, tier: str) -> bool:
         self._blob(container, name).set_standard_blob_tier(tier)
         return True

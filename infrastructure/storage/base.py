@@ -190,6 +190,12 @@ class BlobStore(ABC):
         with self._translate(container, name):
             return self._gdal_path(container, name)
 
+    def url(self, container: str, name: str) -> str:
+        """The blob's address for links (a STAC asset's href): a ``file://`` URI locally, the blob URL in Azure.
+        No request is made and nothing says the blob exists."""
+        self._validate(container, name)
+        return self._url(container, name)
+
     def set_access_tier(self, container: str, name: str, tier: str) -> bool:
         """Move a blob to an access tier (e.g. Cool); False when the backend has no tiers."""
         self._validate(container, name)
@@ -279,3 +285,6 @@ class BlobStore(ABC):
 
     @abstractmethod
     def _set_access_tier(self, container: str, name: str, tier: str) -> bool: ...
+
+    @abstractmethod
+    def _url(self, container: str, name: str) -> str: ...

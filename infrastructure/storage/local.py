@@ -269,6 +269,9 @@ class LocalBlobStore(BlobStore):
     def _gdal_path(self, container: str, name: str) -> GdalPath:
         return GdalPath(str(self._path(container, name)), {})
 
+    def _url(self, container: str, name: str) -> str:
+        return self._path(container, name).absolute().as_uri()
+
     def _set_access_tier(self, container: str, name: str, tier: str) -> bool:
         self._properties(container, name)  # BlobNotFound as on Azure
         return False

@@ -1,0 +1,1 @@
+"""STAC: items from rasters, the catalog in PgSTAC, and search."""

@@ -1,0 +1,105 @@
+"""Laundering of table, schema and column names into safe PostgreSQL identifiers.
+
+A laundered name is lower case ASCII (accents folded), made of ``[a-z0-9_]``,
+starts with a letter or ``_``, is not a reserved word, and fits PostgreSQL's
+63-byte identifier limit. Names are still always quoted with
+``psycopg.sql.Identifier`` when used in SQL.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Iterable
+
+MAX_IDENTIFIER_BYTES = 63
+
+# PostgreSQL's reserved key words (and those reserved "can be function or type"), which cannot be bare column names
+RESERVED_WORDS = frozenset(
+    """
+    all analyse analyze and any array as asc asymmetric authorization binary both case cast check collate
+    collation column concurrently constraint create cross current_catalog current_date current_role
+    current_schema current_time current_timestamp current_user default deferrable desc distinct do else end
+    except false fetch for foreign freeze from full grant group having ilike in initially inner intersect into
+    is isnull join lateral leading left like limit localtime localtimestamp natural not notnull null offset on
+    only or order outer overlaps placing primary references returning right select session_user similar some
+    symmetric system_user table tablesample then to trailing true union unique user using variadic verbose when
+    where window with
+    """.split()  # noqa: SIM905
+)
+
+# Columns every ingested table has; attributes with these names are renamed
+ID_COLUMN = "gid"
+GEOMETRY_COLUMN = "geom"
+STAGING_PREFIX = "_ingest_"
+# Schemas ingest_vector never writes to
+PROTECTED_SCHEMAS = frozenset({"geoetl", "pgstac", "information_schema", "public", "h3"})
+
+_UNSAFE = re.compile(r"[^a-z0-9_]+")
+_UNDERSCORES = re.compile(r"_{2,}")
+
+
+def _fold(text: str) -> str:
+    """Accents removed (é → e), compatibility characters decomposed, lower case."""
+    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+
+
+def truncate_identifier(name: str, limit: int = MAX_IDENTIFIER_BYTES) -> str:
+    """``name`` cut to ``limit`` bytes; a cut name ends with 6 hex digits of its hash so cut names stay distinct."""
+    if len(name.encode()) <= limit:
+        return name
+    digest = hashlib.sha256(name.encode()).hexdigest()[:6]
+    return f"{name[: limit - 7].rstrip('_')}_{digest}"
+
+
+def launder(name: str, *, fallback: str = "") -> str:
+    """A safe identifier for ``name``; ``fallback`` when nothing usable is left ('' when none is given)."""
+    text = _UNDERSCORES.sub("_", _UNSAFE.sub("_", _fold(str(name)))).strip("_")
+    if not text:
+        return fallback
+    if text[0].isdigit():
+        text = f"_{text}"
+    if text in RESERVED_WORDS:
+        text = f"{text}_"
+    return truncate_identifier(text)
+
+
+def launder_columns(names: Iterable[str], reserved: Iterable[str] = (ID_COLUMN, GEOMETRY_COLUMN)) -> list[str]:
+    """Laundered, distinct column names in order: duplicates (also of ``reserved``) get ``_2``, ``_3``…"""
+    taken = set(reserved)
+    result: list[str] = []
+    for position, name in enumerate(names, start=1):
+        base = launder(name, fallback=f"field_{position}")
+        candidate, n = base, 1
+        while candidate in taken:
+            n += 1
+            suffix = f"_{n}"
+            candidate = truncate_identifier(base, MAX_IDENTIFIER_BYTES - len(suffix)) + suffix
+        taken.add(candidate)
+        result.append(candidate)
+    return result
+
+
+def table_for_family(base: str, family: str | None) -> str:
+    """The table name of one geometry family (``<base>_polygons``), or ``base`` for a single-family file."""
+    if family is None:
+        return base
+    suffix = f"_{family}"
+    return truncate_identifier(base, MAX_IDENTIFIER_BYTES - len(suffix)) + suffix
+
+
+def staging_name(job_id: str, family: str) -> str:
+    """The staging table a job loads one family into, renamed to the target at the end."""
+    return f"{STAGING_PREFIX}{job_id[:16]}_{family}"
+
+
+def ledger_name(job_id: str) -> str:
+    """The table recording which chunks of a job are loaded (one row per chunk)."""
+    return f"{STAGING_PREFIX}{job_id[:16]}_chunks"
+
+
+def staging_pattern(job_id: str) -> str:
+    """A LIKE pattern for every staging table of a job."""
+    return f"\\_ingest\\_{job_id[:16]}\\_%"

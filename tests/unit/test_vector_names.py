@@ -1,0 +1,57 @@
+"""Laundering of table and column names (services/vector/names.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.vector.names import (
+    MAX_IDENTIFIER_BYTES,
+    launder,
+    launder_columns,
+    ledger_name,
+    staging_name,
+    table_for_family,
+    truncate_identifier,
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("Town Points", "town_points"),
+        ("Zürich-Straßen (2024)", "zurich_strassen_2024"),
+        ("2024 data", "_2024_data"),
+        ("select", "select_"),
+        ("  __x__  ", "x"),
+        ("ÉLÉVATION", "elevation"),
+        ("a;DROP TABLE x;--", "a_drop_table_x"),
+        ("!!!", ""),
+    ],
+)
+def test_launder(raw: str, expected: str) -> None:
+    assert launder(raw) == expected
+
+
+def test_long_names_are_cut_to_63_bytes_and_stay_distinct() -> None:
+    a, b = launder("x" * 100 + "a"), launder("x" * 100 + "b")
+    assert len(a.encode()) <= MAX_IDENTIFIER_BYTES and len(b.encode()) <= MAX_IDENTIFIER_BYTES
+    assert a != b
+    assert truncate_identifier("short") == "short"
+
+
+def test_columns_are_distinct_and_avoid_our_own() -> None:
+    names = launder_columns(["Name", "name", "NAME ", "gid", "geom", "", "select", "x" * 80, "x" * 80])
+    assert names[:3] == ["name", "name_2", "name_3"]
+    assert names[3] == "gid_2" and names[4] == "geom_2"
+    assert names[5] == "field_6" and names[6] == "select_"
+    assert len(set(names)) == len(names) and all(len(n.encode()) <= 63 for n in names)
+
+
+def test_family_tables_and_staging_names() -> None:
+    assert table_for_family("roads", None) == "roads"
+    assert table_for_family("roads", "lines") == "roads_lines"
+    long = table_for_family("t" * 63, "polygons")
+    assert long.endswith("_polygons") and len(long) <= 63
+    job = "ab" * 32
+    assert staging_name(job, "points") == f"_ingest_{job[:16]}_points"
+    assert ledger_name(job) == f"_ingest_{job[:16]}_chunks"
