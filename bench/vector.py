@@ -43,7 +43,7 @@ from infrastructure.context import AppContext, set_app_context
 from tests.helpers.env import isolate_environment
 from triggers.runtime import build_machine
 
-POLL_SECONDS = 0.05
+POLL_SECONDS = 0.01
 
 
 def generate_points(path: Path, n: int) -> Path:

@@ -239,6 +239,21 @@ class RasterSettings(_Settings):
     raster_max_pixels: int = Field(
         2_000_000_000, ge=1, description="Largest raster (width x height) process_raster accepts"
     )
+    raster_max_source_bytes: int = Field(
+        4 * 1024**3,
+        ge=1,
+        description="Largest raster (uncompressed bytes) process_raster accepts: one tier task must finish "
+        "within the function timeout",
+    )
+    raster_in_memory_max_mb: int = Field(
+        64,
+        ge=0,
+        description="Rasters up to this size (uncompressed MB) are converted in memory; larger ones through a "
+        "temp file (several tasks share a worker's memory)",
+    )
+    raster_temp_max_age_hours: float = Field(
+        6, gt=0, description="raster-* temp folders older than this (left by killed workers) are removed"
+    )
     raster_cog_blocksize: int = Field(512, ge=64, le=4096, description="Tile size of the COGs process_raster writes")
     raster_gdal_threads: str = Field(
         "ALL_CPUS", description="GDAL_NUM_THREADS while writing COGs (a number or ALL_CPUS)"

@@ -18,7 +18,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from core.contract import JobDefinition, JobResults, Parallelism, PreviousStage, Stage, TaskContext
+from core.contract import JobDefinition, JobEnd, JobResults, Parallelism, PreviousStage, Stage, TaskContext
 from core.errors import GeoetlError, InvalidInput
 from infrastructure.context import get_app_context
 from jobs import registry
@@ -243,6 +243,13 @@ class IngestVector(JobDefinition[IngestVectorParameters]):
                 f"table {params.schema_name}.{params.table_name} already exists: pass if_exists 'replace' or 'append'",
                 field="if_exists",
             )
+
+    def cleanup(self, params: IngestVectorParameters, end: JobEnd) -> dict[str, Any]:
+        """A failed or cancelled run: drop its staging and ledger tables and delete its intermediate blobs.
+        The target table is untouched (it only changes in the last step of a run that succeeds)."""
+        dropped = tables.drop_job_tables(end.db, params.schema_name, end.job_id)
+        removed = ingest.clear_chunks(end.storage, end.settings.vector.vector_work_container, end.job_id)
+        return {"dropped_tables": dropped, "removed_blobs": removed}
 
     def create_tasks(self, stage: int, params: IngestVectorParameters, previous: PreviousStage) -> Sequence[BaseModel]:
         if stage == 1:

@@ -10,27 +10,28 @@ The work is in ``services.raster``; see docs/jobs.md#process_raster.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import logging
 import re
-import shutil
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from core.contract import JobDefinition, JobResults, Parallelism, PreviousStage, Stage, TaskContext
-from core.errors import GeoetlError, InvalidInput, LeaseExpired
+from core.contract import JobDefinition, JobEnd, JobResults, Parallelism, PreviousStage, Stage, TaskContext
+from core.errors import BlobNotFound, Conflict, InvalidInput, LeaseExpired, NotFound
 from infrastructure.context import get_app_context
 from infrastructure.storage.names import validate_blob_name, validate_container_name
 from jobs import registry
-from services.raster.cog import make_cog
+from services.raster.cog import make_cog, remove_tree, sweep_stale_temp_dirs
 from services.raster.costs import ACCESS_TIER, monthly_costs, sizes_by_tier
-from services.raster.inspect import TIERS, TierPlan, inspect_raster, parse_crs
-from services.stac.catalog import upsert_item
-from services.stac.items import COG_MEDIA_TYPE, band_info, build_raster_item, file_asset
+from services.raster.inspect import TIERS, TierPlan, inspect_raster, parse_crs, require_2d
+from services.stac.catalog import get_item, upsert_item
+from services.stac.items import COG_MEDIA_TYPE, band_info, build_raster_item, file_asset, stac_extensions_for
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +60,20 @@ def _check_id(value: str, what: str) -> str:
 
 
 def default_item_id(blob_name: str) -> str:
-    """An item id from a blob name: the path without its extension, separators and odd characters as '-'."""
+    """An item id from a blob name: the path without its extension, separators and odd characters as '-'.
+
+    Only ``<id>.tif`` maps to ``<id>`` as it is; any other name (folders, spaces, another extension) gets
+    8 hex digits of its SHA-256 appended, so that ``a/b.tif`` and ``a-b.tif``, or ``scene.tif`` and
+    ``scene.jp2``, do not become the same item (and the same output paths).
+    """
     path = PurePosixPath(blob_name)
     stem = str(path.with_suffix("")) if path.suffix else blob_name
     text = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-._")
     text = re.sub(r"-{2,}", "-", text)
-    return (text or "raster")[:128].rstrip("-._") or "raster"
+    text = (text or "raster")[:119].rstrip("-._") or "raster"
+    if path.suffix.lower() == ".tif" and text == stem:
+        return text
+    return f"{text}-{hashlib.sha256(blob_name.encode()).hexdigest()[:8]}"
 
 
 class ProcessRasterParameters(BaseModel):
@@ -121,6 +130,11 @@ def output_blob(collection_id: str, item_id: str, tier: str) -> str:
     return f"cogs/{collection_id}/{item_id}/{item_id}_{tier}.tif"
 
 
+def claim_blob(collection_id: str, item_id: str) -> str:
+    """The blob that records which source an item's folder belongs to (written once, by the first job)."""
+    return f"cogs/{collection_id}/{item_id}/_source.json"
+
+
 # -- task inputs ---------------------------------------------------------------------------------
 
 
@@ -136,8 +150,7 @@ class CogTask(BaseModel):
     raster_type: str
     item_id: str
     output_blob: str
-    siblings: list[str]  # blob names of every tier of this job (cleaned up when the stage fails)
-    validated_at: str
+    in_memory: bool = False  # convert in memory (small enough, see RASTER_IN_MEMORY_MAX_MB)
 
 
 class StacTask(BaseModel):
@@ -149,44 +162,24 @@ class StacTask(BaseModel):
 # -- helpers -------------------------------------------------------------------------------------
 
 
+def _temp_base(context: TaskContext) -> Path:
+    base = context.settings.raster.raster_temp_dir if context.settings is not None else None
+    return Path(base) if base is not None else Path(tempfile.gettempdir())
+
+
 @contextlib.contextmanager
 def _temp_dir(context: TaskContext) -> Iterator[Path]:
     """A private temp folder under RASTER_TEMP_DIR (or the system's), removed whatever happens."""
-    base = context.settings.raster.raster_temp_dir if context.settings is not None else None
-    if base is not None:
-        Path(base).mkdir(parents=True, exist_ok=True)
+    base = _temp_base(context)
+    base.mkdir(parents=True, exist_ok=True)
     path = Path(tempfile.mkdtemp(prefix=f"raster-{context.task_id[-24:]}-", dir=base))
     try:
         yield path
     finally:
-        shutil.rmtree(path, ignore_errors=True)
+        remove_tree(path)
 
 
-def _last_attempt(context: TaskContext, exc: BaseException) -> bool:
-    """Whether the machine will not run this task again after ``exc``."""
-    if isinstance(exc, GeoetlError) and not exc.retryable:
-        return True
-    return context.attempt >= context.max_attempts
-
-
-def _delete_quietly(context: TaskContext, container: str, blobs: Sequence[str], since: str | None = None) -> None:
-    """Remove this job's outputs (only those written since ``since``, when given); errors are logged only."""
-    for blob in blobs:
-        try:
-            if since is not None:
-                if not context.storage.exists(container, blob):
-                    continue
-                modified = context.storage.properties(container, blob).last_modified
-                # Azure's Last-Modified has whole seconds: allow for the truncation
-                if modified < datetime.fromisoformat(since) - timedelta(seconds=2):
-                    continue  # an older job's output: not ours to remove
-            context.storage.delete(container, blob)
-        except Exception:
-            logger.warning("could not remove %s/%s after a failure", container, blob, exc_info=True)
-
-
-def _source(context: TaskContext) -> tuple[str, str]:
-    params = context.job_parameters
+def _source(params: Mapping[str, Any]) -> tuple[str, str]:
     return str(params["container_name"]), str(params["blob_name"])
 
 
@@ -195,31 +188,97 @@ def _require_blob(storage: Any, container: str, blob: str) -> None:
         raise InvalidInput(f"the blob {blob!r} does not exist in container {container!r}", reason="missing_blob")
 
 
+def _derived_from(item: Mapping[str, Any]) -> str | None:
+    return next((str(link["href"]) for link in item.get("links", []) if link.get("rel") == "derived_from"), None)
+
+
+def check_item_owner(db: Any, storage: Any, params: Mapping[str, Any], item_id: str) -> None:
+    """Conflict when the catalogue already has this item made from another source: its COGs (same paths)
+    and its item would be replaced by this job's, silently."""
+    collection_id = str(params["collection_id"])
+    item = get_item(db, collection_id, item_id)
+    if item is None:
+        return
+    container, blob = _source(params)
+    ours, theirs = storage.url(container, blob), _derived_from(item)
+    if theirs is not None and theirs != ours:
+        raise Conflict(
+            f"STAC item {collection_id}/{item_id} already exists and was made from another source ({theirs}); "
+            f"pass another item_id (or collection_id) for {container}/{blob}",
+            item_id=item_id,
+            collection_id=collection_id,
+            existing_source=theirs,
+        )
+
+
+def claim_item(storage: Any, params: Mapping[str, Any], item_id: str) -> bool:
+    """Claim the item's output folder for this source, atomically (a blob written only if absent): of two jobs
+    of different sources racing for one item id, one gets Conflict before either writes a COG. True when this
+    call made the claim, False when the source had it already."""
+    container, collection_id = str(params["output_container"]), str(params["collection_id"])
+    name = claim_blob(collection_id, item_id)
+    src_container, src_blob = _source(params)
+    source = storage.url(src_container, src_blob)
+    storage.ensure_container(container)
+    try:
+        payload = json.dumps({"source": source}).encode()
+        storage.write_bytes(container, name, payload, content_type="application/json", overwrite=False)
+        return True
+    except Conflict:
+        try:
+            holder = json.loads(storage.read_bytes(container, name)).get("source")
+        except NotFound:  # released meanwhile: try once more
+            return claim_item(storage, params, item_id)
+        except ValueError:
+            holder = None
+    if holder != source:
+        raise Conflict(
+            f"STAC item {collection_id}/{item_id} belongs to another source ({holder}; see {container}/{name}); "
+            f"pass another item_id (or collection_id) for {src_container}/{src_blob}",
+            item_id=item_id,
+            collection_id=collection_id,
+            existing_source=holder,
+        )
+    return False
+
+
 # -- handlers ------------------------------------------------------------------------------------
 
 
 @registry.task("process_raster.validate")
 def validate(params: ValidateTask, context: TaskContext) -> dict[str, Any]:
     job = context.job_parameters
-    container, blob = _source(context)
-    _require_blob(context.storage, container, blob)
     settings = context.settings.raster
+    swept = sweep_stale_temp_dirs(_temp_base(context), settings.raster_temp_max_age_hours * 3600)
+    if swept:
+        logger.info("removed %d stale raster temp folders left by killed workers", swept)
+    container, blob = _source(job)
+    _require_blob(context.storage, container, blob)
+    item_id = ProcessRasterParameters.model_validate(dict(job)).resolved_item_id()
+    check_item_owner(context.db, context.storage, job, item_id)
     facts = inspect_raster(
         context.storage.gdal_path(container, blob),
         input_crs=job.get("input_crs"),
         raster_type=job.get("raster_type", "auto"),
         nodata=job.get("nodata"),
         max_pixels=settings.raster_max_pixels,
+        max_bytes=settings.raster_max_source_bytes,
+        target_crs=job.get("target_crs"),
+        probe=lambda: context.storage.properties(container, blob),
     )
-    if job.get("target_crs"):
-        parse_crs(str(job["target_crs"]), "target_crs")
     result = facts.to_dict()
     planned = [tier for tier in params.tiers if facts.tiers[tier].possible]
+    if planned:
+        claim_item(context.storage, job, item_id)
     skipped = {tier: facts.tiers[tier].reason for tier in params.tiers if not facts.tiers[tier].possible}
+    in_memory = facts.uncompressed_bytes <= settings.raster_in_memory_max_mb * 1024**2
     result.update(
         requested_tiers=params.tiers,
         planned_tiers=planned,
         skipped_tiers=skipped,
+        in_memory=in_memory,
+        # in memory: the raster and its overviews; else GDAL's block cache and a few tiles per thread
+        estimated_memory_bytes=facts.estimated_memory_bytes if in_memory else 256 * 1024**2,
         validated_at=datetime.now(UTC).isoformat(),
     )
     return result
@@ -228,45 +287,17 @@ def validate(params: ValidateTask, context: TaskContext) -> dict[str, Any]:
 @registry.task("process_raster.cog")
 def cog(params: CogTask, context: TaskContext) -> dict[str, Any]:
     job = context.job_parameters
-    container, blob = _source(context)
     out_container = str(job["output_container"])
     plan = TierPlan(**params.plan)
-    settings = context.settings.raster
-    uploaded = False
-    try:
-        with _temp_dir(context) as folder:
-            local = folder / PurePosixPath(params.output_blob).name
-            written = make_cog(
-                context.storage.gdal_path(container, blob),
-                local,
-                plan,
-                raster_type=params.raster_type,
-                input_crs=job.get("input_crs"),
-                target_crs=job.get("target_crs"),
-                nodata=job.get("nodata"),
-                blocksize=settings.raster_cog_blocksize,
-                threads=settings.raster_gdal_threads,
-            )
-            href = context.storage.url(out_container, params.output_blob)
-            asset = _asset(local, href, plan)
-            if not context.heartbeat():
-                raise LeaseExpired("the task is no longer this attempt's (job failed or lease lost): not uploading")
-            context.storage.ensure_container(out_container)
-            context.storage.upload_file(out_container, params.output_blob, local, content_type=COG_MEDIA_TYPE)
-            uploaded = True
-            access_tier = ACCESS_TIER[plan.tier]
-            tiered = access_tier != "Hot" and context.storage.set_access_tier(
-                out_container, params.output_blob, access_tier
-            )
-    except Exception as exc:
-        # (a lost lease is not a reason to delete: another attempt may own this same path by now)
-        if uploaded and _last_attempt(context, exc) and not isinstance(exc, LeaseExpired):
-            _delete_quietly(context, out_container, [params.output_blob])
-        if _last_attempt(context, exc):
-            # the job fails: its sibling tiers written by this job go too
-            others = [b for b in params.siblings if b != params.output_blob]
-            _delete_quietly(context, out_container, others, since=params.validated_at)
-        raise
+    with _temp_dir(context) as folder:
+        local = folder / PurePosixPath(params.output_blob).name
+        written = _convert(params, plan, context, local)
+        href = context.storage.url(out_container, params.output_blob)
+        asset = _asset(local, href, plan)
+        item = _tier_item(local, params, plan, asset, context)
+        _publish(context, out_container, params.output_blob, local)
+    access_tier = ACCESS_TIER[plan.tier]
+    tiered = access_tier != "Hot" and context.storage.set_access_tier(out_container, params.output_blob, access_tier)
     return {
         "tier": plan.tier,
         "container": out_container,
@@ -285,7 +316,71 @@ def cog(params: CogTask, context: TaskContext) -> dict[str, Any]:
         "overviews": written.overviews,
         "blocksize": written.blocksize,
         "asset": asset,
+        "item": item,
     }
+
+
+def _convert(params: CogTask, plan: TierPlan, context: TaskContext, local: Path) -> Any:
+    """The tier's COG in ``local``, validated (services.raster.cog.make_cog)."""
+    job = context.job_parameters
+    container, blob = _source(job)
+    settings = context.settings.raster
+    return make_cog(
+        context.storage.gdal_path(container, blob),
+        local,
+        plan,
+        raster_type=params.raster_type,
+        input_crs=job.get("input_crs"),
+        target_crs=job.get("target_crs"),
+        nodata=job.get("nodata"),
+        blocksize=settings.raster_cog_blocksize,
+        threads=settings.raster_gdal_threads,
+        in_memory_max_bytes=settings.raster_in_memory_max_mb * 1024**2 if params.in_memory else 0,
+        probe=lambda: context.storage.properties(container, blob),
+    )
+
+
+def _publish(context: TaskContext, container: str, blob: str, local: Path) -> None:
+    """Upload the COG, unless the run has ended meanwhile; if it ended during the upload, take it back.
+
+    The job's clean-up (``ProcessRaster.cleanup``) may already have run when this attempt uploads: the
+    heartbeat after the upload says so, and the upload is removed again - unless another attempt has
+    replaced the blob since (its etag differs), which then owns it.
+    """
+    if not context.heartbeat():
+        raise LeaseExpired("the task is no longer this attempt's (job ended or lease lost): not uploading")
+    context.storage.ensure_container(container)
+    uploaded = context.storage.upload_file(container, blob, local, content_type=COG_MEDIA_TYPE)
+    if context.heartbeat():
+        return
+    with contextlib.suppress(BlobNotFound):
+        if context.storage.properties(container, blob).etag == uploaded.etag:
+            context.storage.delete(container, blob)
+    raise LeaseExpired("the job ended (or the lease was lost) while this tier was uploaded: upload removed")
+
+
+def _tier_item(
+    local: Path, params: CogTask, plan: TierPlan, asset: dict[str, Any], context: TaskContext
+) -> dict[str, Any]:
+    """The STAC item as this tier's COG describes it, read from the local file (the stac stage picks the best
+    tier's and adds every asset: it never reads the outputs back from storage)."""
+    job = context.job_parameters
+    container, blob = _source(job)
+    links = [
+        {
+            "rel": "derived_from",
+            "href": context.storage.url(container, blob),
+            "title": f"source raster {container}/{blob}",
+        }
+    ]
+    return build_raster_item(
+        local,
+        item_id=params.item_id,
+        collection_id=str(job["collection_id"]),
+        assets={plan.tier: asset},
+        links=links,
+        statistics=False,  # the asset carries raster:bands with statistics already
+    )
 
 
 def _asset(path: Path, href: str, plan: TierPlan) -> dict[str, Any]:
@@ -308,29 +403,12 @@ def stac(params: StacTask, context: TaskContext) -> dict[str, Any]:
     if not params.outputs:
         return {"item_id": None, "collection_id": collection_id, "reason": "no tier could be produced"}
     by_tier = {output["tier"]: output for output in params.outputs}
-    try:
-        best = next(by_tier[tier] for tier in ITEM_SOURCE_ORDER if tier in by_tier)
-        container, blob = _source(context)
-        links = [
-            {
-                "rel": "derived_from",
-                "href": context.storage.url(container, blob),
-                "title": f"source raster {container}/{blob}",
-            }
-        ]
-        item = build_raster_item(
-            context.storage.gdal_path(best["container"], best["blob"]),
-            item_id=params.item_id,
-            collection_id=collection_id,
-            assets={tier: by_tier[tier]["asset"] for tier in TIERS if tier in by_tier},
-            links=links,
-        )
-        upsert_item(context.db, item)
-    except Exception as exc:
-        if _last_attempt(context, exc):
-            for output in params.outputs:
-                _delete_quietly(context, output["container"], [output["blob"]])
-        raise
+    best = next(by_tier[tier] for tier in ITEM_SOURCE_ORDER if tier in by_tier)
+    item = dict(best["item"])
+    item["assets"] = {tier: by_tier[tier]["asset"] for tier in TIERS if tier in by_tier}
+    item["stac_extensions"] = stac_extensions_for(item["properties"], item["assets"])
+    check_item_owner(context.db, context.storage, job, params.item_id)
+    upsert_item(context.db, item)
     return {"item_id": item["id"], "collection_id": collection_id, "bbox": item["bbox"], "assets": list(by_tier)}
 
 
@@ -352,12 +430,13 @@ class ProcessRaster(JobDefinition[ProcessRasterParameters]):
         if params.input_crs is not None:
             parse_crs(params.input_crs, "input_crs")
         if params.target_crs is not None:
-            parse_crs(params.target_crs, "target_crs")
+            require_2d(parse_crs(params.target_crs, "target_crs"), params.target_crs)
         item_id = params.resolved_item_id()
         if not ID_PATTERN.fullmatch(item_id):
             raise InvalidInput(f"cannot derive an item id from {params.blob_name!r}; pass item_id")
-        storage = get_app_context().storage
-        _require_blob(storage, params.container_name, params.blob_name)
+        app = get_app_context()
+        _require_blob(app.storage, params.container_name, params.blob_name)
+        check_item_owner(app.db, app.storage, params.model_dump(), item_id)
 
     def create_tasks(
         self, stage: int, params: ProcessRasterParameters, previous: PreviousStage
@@ -367,7 +446,6 @@ class ProcessRaster(JobDefinition[ProcessRasterParameters]):
             return [ValidateTask(tiers=list(params.tiers()))]
         if stage == 2:
             facts = previous.results[0]
-            siblings = [output_blob(params.collection_id, item_id, tier) for tier in facts["planned_tiers"]]
             return [
                 CogTask(
                     tier=tier,
@@ -375,8 +453,7 @@ class ProcessRaster(JobDefinition[ProcessRasterParameters]):
                     raster_type=facts["raster_type"],
                     item_id=item_id,
                     output_blob=output_blob(params.collection_id, item_id, tier),
-                    siblings=siblings,
-                    validated_at=facts["validated_at"],
+                    in_memory=bool(facts.get("in_memory")),
                 )
                 for tier in facts["planned_tiers"]
             ]
@@ -384,7 +461,7 @@ class ProcessRaster(JobDefinition[ProcessRasterParameters]):
 
     def finalize(self, params: ProcessRasterParameters, results: JobResults) -> dict[str, Any]:
         facts = next(results.stage(1))
-        outputs = [{k: v for k, v in output.items() if k != "asset"} for output in results.stage(2)]
+        outputs = [{k: v for k, v in output.items() if k not in ("asset", "item")} for output in results.stage(2)]
         item = next(results.stage(3))
         settings = get_app_context().settings.raster
         sizes = sizes_by_tier(outputs)
@@ -426,3 +503,45 @@ class ProcessRaster(JobDefinition[ProcessRasterParameters]):
                 **({"reason": item["reason"]} if item.get("reason") else {}),
             },
         }
+
+    def cleanup(self, params: ProcessRasterParameters, end: JobEnd) -> dict[str, Any]:
+        """Remove the outputs of a failed or cancelled run: each requested tier's path (idempotent).
+
+        Nothing is removed from a folder that belongs to another source (by its claim or its item: this run
+        was refused before writing). Kept too: paths the catalogue publishes for this source - its item has an
+        asset at that href with the blob's size (an earlier successful run whose outputs this run did not
+        replace). The claim is released when no item of this source exists. Late tier tasks of the run remove
+        their own upload (their heartbeat after uploading says False).
+        """
+        storage, item_id, container = end.storage, params.resolved_item_id(), params.output_container
+        source = storage.url(params.container_name, params.blob_name)
+        claim = claim_blob(params.collection_id, item_id)
+        try:
+            holder = json.loads(storage.read_bytes(container, claim)).get("source")
+        except NotFound:
+            holder = None
+        except ValueError:
+            holder = "?"
+        item = get_item(end.db, params.collection_id, item_id)
+        owner = _derived_from(item) if item is not None else None
+        paths = [output_blob(params.collection_id, item_id, tier) for tier in params.tiers()]
+        if (holder is not None and holder != source) or (owner is not None and owner != source):
+            kept = [blob for blob in paths if storage.exists(container, blob)]
+            return {"container": container, "removed": [], "kept": sorted(kept), "owner": holder or owner}
+        removed: list[str] = []
+        kept = []
+        for blob, tier in zip(paths, params.tiers(), strict=True):
+            try:
+                size = storage.properties(container, blob).size
+            except NotFound:
+                continue
+            asset = (item or {}).get("assets", {}).get(tier) or {}
+            if asset.get("href") == storage.url(container, blob) and asset.get("file:size") == size:
+                kept.append(blob)
+                continue
+            storage.delete(container, blob)
+            removed.append(blob)
+        if holder == source and item is None:
+            storage.delete(container, claim)
+            removed.append(claim)
+        return {"container": container, "removed": sorted(removed), "kept": sorted(kept)}

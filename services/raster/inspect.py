@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -24,9 +25,10 @@ from pyproj.exceptions import CRSError as ProjCRSError
 from rasterio.enums import ColorInterp
 from rasterio.errors import CRSError, NotGeoreferencedWarning, RasterioIOError
 from rasterio.io import DatasetReader
+from rasterio.warp import calculate_default_transform
 from rio_cogeo.cogeo import cog_validate
 
-from core.errors import InvalidInput
+from core.errors import GeoetlError, InvalidInput, NotFound, StorageUnavailable
 from infrastructure.storage.base import GdalPath
 
 RasterType = Literal["rgb", "rgba", "dem", "categorical", "multispectral"]
@@ -35,6 +37,114 @@ TIERS: tuple[Tier, ...] = ("visualization", "analysis", "archive")
 #: GDAL options for reading blobs through /vsiaz/ (no directory listing on open, cached reads); local files keep
 #: GDAL's defaults (sidecar files such as .tfw or .ovr next to them are found)
 REMOTE_READ_CONFIG = {"GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR", "VSI_CACHE": "TRUE", "GDAL_HTTP_MAX_RETRY": "3"}
+
+
+#: a callable that asks the storage service itself about the source (e.g. ``storage.properties``): raises when
+#: the service cannot be reached, returns when it can. Used to tell a bad file from a storage outage.
+Probe = Callable[[], object]
+#: what GDAL says when the network or the storage service failed: curl errors and HTTP statuses (404 aside)
+_NETWORK_TEXT = re.compile(
+    r"CURL error|HTTP response code: (?!404\b)\d{3}|timed out|timeout|connection (refused|reset)|"
+    r"could not resolve|SSL|Could not connect",
+    re.IGNORECASE,
+)
+_NOT_FOUND_TEXT = re.compile(r"HTTP response code: 404\b")
+#: GDAL got fewer bytes than a block needs: the end of a truncated file, or a connection that broke mid-read
+_SHORT_READ_TEXT = re.compile(r"got \d+ bytes, expected \d+|short read", re.IGNORECASE)
+#: what GDAL says when the bytes of a file are not what its format promises (a corrupt or truncated file)
+_READ_FAILURE_TEXT = re.compile(
+    r"IReadBlock|Read failed|TIFFRead|TIFFFill|Decod|corrupt|truncat|short read|not a TIFF|Cannot read",
+    re.IGNORECASE,
+)
+
+
+#: GDAL's network file systems (also inside /vsizip/ and friends)
+_REMOTE_PREFIXES = ("/vsiaz/", "/vsiadls/", "/vsicurl/", "/vsis3/", "/vsigs/", "/vsioss/", "/vsiswift/")
+
+
+def is_remote(source: GdalPath | str) -> bool:
+    """Whether GDAL reads ``source`` over the network (its failures may be the network's)."""
+    path = source.path if isinstance(source, GdalPath) else str(source)
+    return any(prefix in path for prefix in _REMOTE_PREFIXES)
+
+
+def error_chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the errors it was raised from (rasterio chains GDAL's error stack as causes)."""
+    chain: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in chain and len(chain) < 20:
+        chain.append(current)
+        current = current.__cause__ or current.__context__
+    return chain
+
+
+def _chain_text(exc: BaseException) -> str:
+    return "\n".join(f"{type(e).__name__}: {e}" for e in error_chain(exc))
+
+
+def describe_gdal_error(exc: BaseException) -> str:
+    """The useful part of a GDAL error: the first and the innermost message (rasterio's outer message is
+    often only 'Read failed. See previous exception for details.')."""
+    messages = [_first_line(e) for e in error_chain(exc)]
+    useful = [m for m in messages if "See previous exception" not in m] or messages
+    text = useful[0] if len(useful) == 1 or useful[-1] in useful[0] else f"{useful[0]} ({useful[-1]})"
+    return text[:400]
+
+
+def is_network_error(exc: BaseException) -> bool:
+    """Whether GDAL failed because the network or the storage service did (worth another attempt)."""
+    chain = error_chain(exc)
+    if any(type(e).__name__ == "CPLE_HttpResponseError" for e in chain):
+        return not _NOT_FOUND_TEXT.search(_chain_text(exc))
+    return bool(_NETWORK_TEXT.search(_chain_text(exc)))
+
+
+def is_read_failure(exc: BaseException) -> bool:
+    """Whether GDAL failed reading the bytes of a file (corrupt, truncated, or a network failure mid-read)."""
+    return bool(_READ_FAILURE_TEXT.search(_chain_text(exc))) or is_network_error(exc)
+
+
+def source_error(
+    exc: BaseException,
+    source: GdalPath | str,
+    problem: str,
+    *,
+    probe: Probe | None = None,
+    short_read_is_outage: bool = False,
+    **details: object,
+) -> GeoetlError:
+    """The error to raise when GDAL could not open or read the source.
+
+    A local file that GDAL cannot read is bad input. For a blob read through ``/vsiaz/`` it may as well be the
+    network or the storage service (unreachable, 5xx, throttled, credentials expired): those are
+    ``StorageUnavailable`` (retried). When GDAL's message does not say, ``probe`` asks the storage service
+    itself: if it answers, the service is fine and the file is bad; if not, the attempt is retried.
+    ``short_read_is_outage``: a block that came back short is a broken connection, not a truncated file (true
+    once validation has read the file's first and last blocks).
+    """
+    gdal_message = describe_gdal_error(exc)
+    if is_remote(source):
+        short_read = short_read_is_outage and bool(_SHORT_READ_TEXT.search(_chain_text(exc)))
+        if is_network_error(exc) or short_read:
+            return StorageUnavailable(f"the source could not be read from storage: {gdal_message}", **details)
+        if probe is not None:
+            try:
+                probe()
+            except NotFound as missing:
+                return InvalidInput(
+                    f"the source blob does not exist (any more): {missing.message}", reason="missing_blob"
+                )
+            except GeoetlError as failed:
+                if not failed.retryable:
+                    return failed
+                return StorageUnavailable(
+                    f"the source could not be read from storage ({failed.message}): {gdal_message}", **details
+                )
+            except Exception as failed:  # an SDK error the backend did not translate: treat as an outage
+                return StorageUnavailable(
+                    f"the source could not be read from storage ({type(failed).__name__}): {gdal_message}", **details
+                )
+    return InvalidInput(f"{problem}: {gdal_message}", reason="unreadable", **details)
 
 
 def read_config(source: GdalPath | str) -> dict[str, str]:
@@ -100,17 +210,19 @@ class RasterFacts:
 
 
 @contextlib.contextmanager
-def open_source(source: GdalPath | str) -> Iterator[DatasetReader]:
-    """Open a raster under the GDAL options its path needs; unreadable files raise ``InvalidInput``."""
+def open_source(source: GdalPath | str, probe: Probe | None = None) -> Iterator[DatasetReader]:
+    """Open a raster under the GDAL options its path needs; unreadable files raise ``InvalidInput``, storage
+    failures (of a /vsi path) ``StorageUnavailable`` (see :func:`source_error`)."""
     path = source.path if isinstance(source, GdalPath) else str(source)
     with rasterio.Env(**read_config(source)):
         try:
             dataset = rasterio.open(path)
         except RasterioIOError as exc:
-            raise InvalidInput(
-                "the file cannot be opened as a raster (not a format GDAL reads, or truncated/corrupt): "
-                f"{_first_line(exc)}",
-                reason="unreadable",
+            raise source_error(
+                exc,
+                source,
+                "the file cannot be opened as a raster (not a format GDAL reads, or truncated/corrupt)",
+                probe=probe,
             ) from exc
         with dataset:
             yield dataset
@@ -137,18 +249,17 @@ def crs_label(crs: rasterio.crs.CRS) -> str:
     return f"EPSG:{epsg}" if epsg else crs.to_wkt()
 
 
-def _read_check(dataset: DatasetReader) -> None:
+def _read_check(dataset: DatasetReader, source: GdalPath | str, probe: Probe | None) -> None:
     """Read the first and the last pixel of every band: a truncated file fails here, not in the COG stage.
 
-    (Only two blocks are read, whatever the raster's size; the last one usually lies at the end of the file.)
+    (Only two blocks are read, whatever the raster's size; the last one usually lies at the end of the file.
+    A corrupt block in the middle is found by the COG stage, which reports it as bad input too.)
     """
     try:
         for column, row in ((0, 0), (dataset.width - 1, dataset.height - 1)):
             dataset.read(window=rasterio.windows.Window(column, row, 1, 1))
     except RasterioIOError as exc:
-        raise InvalidInput(
-            f"the raster cannot be read (truncated or corrupt?): {_first_line(exc)}", reason="unreadable"
-        ) from exc
+        raise source_error(exc, source, "the raster cannot be read (truncated or corrupt?)", probe=probe) from exc
 
 
 def _plausible_bounds(
@@ -321,10 +432,54 @@ def inspect_raster(
     raster_type: RasterType | Literal["auto"] = "auto",
     nodata: float | None = None,
     max_pixels: int | None = None,
+    max_bytes: int | None = None,
+    target_crs: str | None = None,
+    probe: Probe | None = None,
 ) -> RasterFacts:
-    """Open and check a raster; InvalidInput (permanent) for anything that makes it unusable."""
-    with open_source(source) as dataset:
-        return _inspect(dataset, source, input_crs, raster_type, nodata, max_pixels)
+    """Open and check a raster; InvalidInput (permanent) for anything that makes it unusable.
+
+    ``max_bytes`` limits the uncompressed size (what one COG task can convert within the function timeout);
+    ``target_crs``, when given, must be a CRS the raster can be projected into. ``probe`` tells storage
+    outages from bad files for blobs (see :func:`source_error`).
+    """
+    with open_source(source, probe) as dataset:
+        facts = _inspect(dataset, source, input_crs, raster_type, nodata, max_pixels, max_bytes, probe)
+        if target_crs is not None:
+            check_target_crs(dataset, parse_crs(facts.crs), target_crs)
+        return facts
+
+
+def check_target_crs(dataset: DatasetReader, src_crs: rasterio.crs.CRS, target_crs: str) -> None:
+    """InvalidInput unless ``target_crs`` is a 2D CRS this raster can be reprojected into."""
+    dst_crs = parse_crs(target_crs, "target_crs")
+    require_2d(dst_crs, target_crs)
+    try:
+        transform, width, height = calculate_default_transform(
+            src_crs, dst_crs, dataset.width, dataset.height, *dataset.bounds
+        )
+    except Exception as exc:  # CPLE_AppDefinedError and friends from GDAL's warper
+        raise InvalidInput(
+            f"the raster cannot be reprojected to target_crs {target_crs!r}: {describe_gdal_error(exc)}",
+            reason="target_crs",
+        ) from exc
+    if transform is None or not width or not height:
+        raise InvalidInput(f"the raster cannot be reprojected to target_crs {target_crs!r}", reason="target_crs")
+
+
+def require_2d(crs: rasterio.crs.CRS, value: str, what: str = "target_crs") -> None:
+    """InvalidInput unless ``crs`` is a projected or geographic 2D CRS (not geocentric, vertical or 3D)."""
+    proj = ProjCRS.from_wkt(crs.to_wkt())
+    if not (proj.is_projected or proj.is_geographic) or proj.is_geocentric or proj.is_vertical:
+        raise InvalidInput(
+            f"{what} {value!r} ({proj.name}) is not a map projection or a geographic CRS: "
+            "rasters can only be reprojected into a 2D projected or geographic CRS",
+            reason="target_crs",
+        )
+    if len(proj.axis_info) != 2:
+        raise InvalidInput(
+            f"{what} {value!r} ({proj.name}) has {len(proj.axis_info)} axes; use its 2D form",
+            reason="target_crs",
+        )
 
 
 def _inspect(
@@ -334,6 +489,8 @@ def _inspect(
     raster_type: RasterType | Literal["auto"],
     nodata: float | None,
     max_pixels: int | None,
+    max_bytes: int | None,
+    probe: Probe | None,
 ) -> RasterFacts:
     if dataset.count < 1:
         raise InvalidInput("the file has no raster bands (is it a vector or a container of subdatasets?)")
@@ -345,9 +502,19 @@ def _inspect(
     pixels = dataset.width * dataset.height
     if max_pixels is not None and pixels > max_pixels:
         raise InvalidInput(
-            f"the raster has {pixels:,} pixels ({dataset.width} x {dataset.height}); the limit is {max_pixels:,}"
+            f"the raster has {pixels:,} pixels ({dataset.width} x {dataset.height}); the limit is {max_pixels:,}",
+            reason="too_large",
         )
-    _read_check(dataset)
+    uncompressed = pixels * dataset.count * np.dtype(dtype).itemsize
+    if max_bytes is not None and uncompressed > max_bytes:
+        raise InvalidInput(
+            f"the raster is {uncompressed / 2**30:.1f} GiB uncompressed ({dataset.width} x {dataset.height} x "
+            f"{dataset.count} bands of {dtype}); at most {max_bytes / 2**30:.1f} GiB (RASTER_MAX_SOURCE_BYTES) "
+            "is accepted because one COG task must write a tier within the function's time limit; "
+            "split the raster into tiles and submit each",
+            reason="too_large",
+        )
+    _read_check(dataset, source, probe)
 
     if dataset.crs is not None and input_crs is not None:
         # the file's CRS wins; input_crs only fills a gap
@@ -386,8 +553,6 @@ def _inspect(
     if nodata is not None:
         _check_nodata_fits(nodata, dtype)
 
-    itemsize = np.dtype(dtype).itemsize
-    uncompressed = pixels * dataset.count * itemsize
     return RasterFacts(
         driver=dataset.driver,
         width=dataset.width,
@@ -424,7 +589,13 @@ def _finite_or_none(value: float | None) -> float | None:
 def _check_nodata_fits(nodata: float, dtype: str) -> None:
     info: Any = np.finfo(dtype) if np.dtype(dtype).kind == "f" else np.iinfo(dtype)
     if np.dtype(dtype).kind in "iu" and (not float(nodata).is_integer() or not info.min <= nodata <= info.max):
-        raise InvalidInput(f"nodata {nodata} does not fit the raster's data type {dtype}")
+        raise InvalidInput(f"nodata {nodata} does not fit the raster's data type {dtype}", reason="nodata")
+    if np.dtype(dtype).kind == "f" and not float(info.min) <= nodata <= float(info.max):
+        raise InvalidInput(
+            f"nodata {nodata} does not fit the raster's data type {dtype} "
+            f"(its values lie within {float(info.min):g}..{float(info.max):g})",
+            reason="nodata",
+        )
 
 
 def _is_cog(dataset: DatasetReader, source: GdalPath | str) -> bool:

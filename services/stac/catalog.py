@@ -50,18 +50,34 @@ _LOCK_PREFIX = "geoetl.stac.collection:"
 
 
 @contextmanager
-def stac_transaction(db: Database) -> Iterator[psycopg.Connection[dict[str, Any]]]:
-    """A transaction with pgstac first on the search path; pgstac's own errors become InvalidInput."""
+def stac_transaction(db: Database, *, refused: str | None = None) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    """A transaction with pgstac first on the search path; pgstac's own errors become InvalidInput.
+
+    An SQL error (undefined function or table, syntax, type mismatch, an internal error such as GEOS's) is
+    ServiceUnavailable when pgstac is not installed; otherwise, with ``refused`` given (SQL made by pgstac
+    from the caller's input, e.g. a search filter), InvalidInput starting with ``refused``; else re-raised.
+    """
     try:
         with db.transaction() as conn:
             conn.execute("SET LOCAL search_path = pgstac, public")
             yield conn
     except (psycopg.errors.RaiseException, psycopg.errors.IntegrityError, psycopg.errors.DataException) as exc:
         raise InvalidInput(f"pgstac refused the request: {_first_line(exc)}") from None
-    except (psycopg.errors.UndefinedFunction, psycopg.errors.UndefinedTable) as exc:
-        raise ServiceUnavailable(
-            f"pgstac is not installed in this database ({_first_line(exc)}); run POST /api/db/migrate"
-        ) from None
+    except (psycopg.ProgrammingError, psycopg.errors.InternalError_) as exc:
+        if not pgstac_installed(db):
+            raise ServiceUnavailable(
+                f"pgstac is not installed in this database ({_first_line(exc)}); run POST /api/db/migrate"
+            ) from None
+        if refused is None:
+            raise
+        raise InvalidInput(f"{refused}: {_first_line(exc)}") from None
+
+
+def pgstac_installed(db: Database) -> bool:
+    """Whether pgstac's ``search(jsonb)`` exists in the database (asked in a transaction of its own)."""
+    with db.transaction() as conn:
+        row = conn.execute("SELECT to_regprocedure('pgstac.search(jsonb)') IS NOT NULL AS installed").fetchone()
+    return bool(row and row["installed"])
 
 
 def _first_line(exc: BaseException) -> str:
@@ -197,15 +213,36 @@ def merged_extent(extent: Mapping[str, Any], item: Mapping[str, Any], *, first_i
     return result
 
 
+def _stored_created(conn: psycopg.Connection[dict[str, Any]], collection_id: str, ids: list[str]) -> dict[str, Any]:
+    """item id -> the ``created`` of the stored item, for those of ``ids`` that exist and have one."""
+    rows = conn.execute(
+        "SELECT id, content->'properties'->'created' AS created FROM items"
+        " WHERE collection = %s AND id = ANY(%s) AND content->'properties' ? 'created'",
+        (collection_id, ids),
+    ).fetchall()
+    return {r["id"]: r["created"] for r in rows}
+
+
+def _keep_created(item: Mapping[str, Any], created: Any) -> dict[str, Any]:
+    """``item`` (a copy) with the stored item's ``created``: replacing an item does not make it new."""
+    document = dict(item)
+    if created is not None:
+        document["properties"] = {**document["properties"], "created": created}
+    return document
+
+
 def upsert_item(db: Database, item: Mapping[str, Any]) -> None:
-    """Insert or replace the item; its collection is created if missing and its extent widened to hold it."""
+    """Insert or replace the item; its collection is created if missing and its extent widened to hold it.
+
+    Replacing an item keeps its stored ``properties.created`` (``updated`` is the new item's)."""
     item_id, collection_id = _check_item(item)
     with stac_transaction(db) as conn:
-        collection, _ = _ensure(conn, collection_id, None, None)
+        collection, _ = _ensure(conn, collection_id, None, None)  # the lock: no other writer in between
         others = conn.execute(
             "SELECT 1 FROM items WHERE collection = %s AND id <> %s LIMIT 1", (collection_id, item_id)
         ).fetchone()
-        conn.execute("SELECT upsert_item(%s)", (Jsonb(dict(item)),))
+        created = _stored_created(conn, collection_id, [item_id]).get(item_id)
+        conn.execute("SELECT upsert_item(%s)", (Jsonb(_keep_created(item, created)),))
         extent = merged_extent(collection.get("extent") or {}, item, first_item=others is None)
         if extent != collection.get("extent"):
             conn.execute("SELECT update_collection(%s)", (Jsonb({**collection, "extent": extent}),))
@@ -213,7 +250,8 @@ def upsert_item(db: Database, item: Mapping[str, Any]) -> None:
 
 def upsert_items(db: Database, items: Sequence[Mapping[str, Any]], *, batch_size: int = 500) -> int:
     """Upsert many items (pgstac ``upsert_items``), one transaction per batch and collection; their
-    collections are created if missing and widened to hold them. Returns the number of items."""
+    collections are created if missing and widened to hold them, and replaced items keep their stored
+    ``created``. Returns the number of items."""
     by_collection: dict[str, list[Mapping[str, Any]]] = {}
     for item in items:
         by_collection.setdefault(_check_item(item)[1], []).append(item)
@@ -226,7 +264,9 @@ def upsert_items(db: Database, items: Sequence[Mapping[str, Any]], *, batch_size
                 others = conn.execute(
                     "SELECT 1 FROM items WHERE collection = %s AND NOT (id = ANY(%s)) LIMIT 1", (collection_id, ids)
                 ).fetchone()
-                conn.execute("SELECT upsert_items(%s)", (Jsonb([dict(item) for item in batch]),))
+                created = _stored_created(conn, collection_id, ids)
+                documents = [_keep_created(item, created.get(str(item["id"]))) for item in batch]
+                conn.execute("SELECT upsert_items(%s)", (Jsonb(documents),))
                 extent = collection.get("extent") or {}
                 for index, item in enumerate(batch):
                     extent = merged_extent(extent, item, first_item=others is None and index == 0)

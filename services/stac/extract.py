@@ -8,7 +8,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.errors import BlobNotFound
 from infrastructure.db.database import Database
 from infrastructure.storage.base import BlobStore
 from services.stac.catalog import upsert_item
@@ -53,25 +52,28 @@ def item_id_for(blob_name: str) -> str:
 
 
 def extract_item(storage: BlobStore, db: Database, request: ExtractRequest) -> ExtractResult:
-    """The item for ``request.blob_name`` (a missing blob is BlobNotFound, a non-raster InvalidInput)."""
+    """The item for ``request.blob_name`` (a missing blob is BlobNotFound, a non-raster InvalidInput).
+
+    The item's ``datetime`` is the raster's own date-time tag, else the blob's last-modified time: extracting
+    the same blob again gives the same item (``created`` is kept by the upsert)."""
     validate_stac_id(request.collection_id, "collection id")
     item_id = validate_stac_id(request.item_id or item_id_for(request.blob_name))
     source = storage.gdal_path(request.container, request.blob_name)  # validates the names first
-    if not storage.exists(request.container, request.blob_name):
-        raise BlobNotFound(
-            f"no blob {request.blob_name!r} in container {request.container!r}",
-            container=request.container,
-            blob=request.blob_name,
-        )
-    size = storage.properties(request.container, request.blob_name).size
+    blob = storage.properties(request.container, request.blob_name)  # a missing blob: BlobNotFound
     suffix = PurePosixPath(request.blob_name).suffix.lower()
     asset = {
         "href": storage.url(request.container, request.blob_name),
         "type": _MEDIA_TYPES.get(suffix, GEOTIFF_MEDIA_TYPE if not suffix else "application/octet-stream"),
         "roles": ["data"],
-        "file:size": size,
+        "file:size": blob.size,
     }
-    item = build_raster_item(source, item_id=item_id, collection_id=request.collection_id, assets={"data": asset})
+    item = build_raster_item(
+        source,
+        item_id=item_id,
+        collection_id=request.collection_id,
+        assets={"data": asset},
+        fallback_datetime=blob.last_modified,  # a raster without a date of its own: when it was written
+    )
     if request.insert:
         upsert_item(db, item)
     return ExtractResult(item=item, inserted=request.insert)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
@@ -192,31 +193,14 @@ def footprint_wgs84(
     """The GeoJSON geometry and bbox in WGS84 of ``bounds`` in ``crs`` (anything pyproj accepts).
 
     The outline is reprojected densely. When it crosses the antimeridian the geometry is a MultiPolygon
-    split at ±180 and the bbox's west is greater than its east (the STAC/GeoJSON rule).
+    split at ±180 and the bbox's west is greater than its east (the STAC/GeoJSON rule). An outline round a
+    pole becomes the cap of latitudes up to that pole; a pole on the outline is a point of it.
     """
     source = ProjCRS.from_user_input(crs.to_wkt() if hasattr(crs, "to_wkt") else crs)
-    xs, ys = _ring(bounds, points)
-    if source.equals(ProjCRS.from_epsg(4326), ignore_axis_order=True):
-        lons, lats = xs, ys
-    else:
-        transformer = Transformer.from_crs(source, "EPSG:4326", always_xy=True)
-        lons_t, lats_t = transformer.transform(xs, ys, errcheck=False)
-        lons, lats = list(lons_t), list(lats_t)
-    if not all(math.isfinite(v) for v in (*lons, *lats)) or any(abs(v) > 90.0 + 1e-9 for v in lats):
-        raise InvalidInput(
-            f"the raster's bounds {list(bounds)} cannot be placed on the globe in its CRS "
-            f"({source.to_string()}): they are outside the area the CRS covers",
-        )
-    lats = [max(-90.0, min(90.0, v)) for v in lats]
-    unwrapped = _unwrap(lons)
+    lons, lats = _outline_lonlat(bounds, source, points)
+    unwrapped = _close_at_pole(_unwrap(lons), lats)
     if abs(unwrapped[-1] - unwrapped[0]) > 1e-6:  # the outline goes round a pole
-        south, north = min(lats), max(lats)
-        if north > 0 and abs(north) >= abs(south):
-            north = 90.0
-        else:
-            south = -90.0
-        polar = box(-180.0, south, 180.0, north)
-        return _rounded(mapping(orient(polar))), [-180.0, south, 180.0, north]
+        return _polar_cap(lats)
     polygon = Polygon(list(zip(unwrapped, lats, strict=True))).simplify(SIMPLIFY_DEGREES)
     if not polygon.is_valid:
         polygon = polygon.buffer(0)
@@ -226,6 +210,104 @@ def footprint_wgs84(
     if east - west >= 360.0:  # wider than the world: the whole band of latitudes
         whole = box(-180.0, south, 180.0, north)
         return _rounded(mapping(orient(whole))), [-180.0, south, 180.0, north]
+    return _split_at_antimeridian(polygon)
+
+
+def _outline_lonlat(
+    bounds: tuple[float, float, float, float], source: ProjCRS, points: int
+) -> tuple[list[float], list[float]]:
+    """The bounds' outline in longitude and latitude (a pole on it included); InvalidInput when off the globe."""
+    xs, ys = _ring(bounds, points)
+    if source.equals(ProjCRS.from_epsg(4326), ignore_axis_order=True):
+        return xs, [max(-90.0, min(90.0, v)) for v in ys]
+    to_source = Transformer.from_crs("EPSG:4326", source, always_xy=True)
+    for pole in (90.0, -90.0):
+        px, py = to_source.transform(0.0, pole, errcheck=False)
+        xs, ys = _with_point_on_outline(xs, ys, float(px), float(py), bounds)
+    lons_t, lats_t = Transformer.from_crs(source, "EPSG:4326", always_xy=True).transform(xs, ys, errcheck=False)
+    lons, lats = [float(v) for v in lons_t], [float(v) for v in lats_t]
+    if not all(math.isfinite(v) for v in (*lons, *lats)) or any(abs(v) > 90.0 + 1e-9 for v in lats):
+        raise InvalidInput(
+            f"the raster's bounds {list(bounds)} cannot be placed on the globe in its CRS "
+            f"({source.to_string()}): they are outside the area the CRS covers",
+        )
+    return _open_poles(lons, [max(-90.0, min(90.0, v)) for v in lats])
+
+
+def _with_point_on_outline(
+    xs: list[float], ys: list[float], px: float, py: float, bounds: tuple[float, float, float, float]
+) -> tuple[list[float], list[float]]:
+    """The closed ring with the point (px, py) inserted where it lies on one of its edges (unchanged when the
+    point is not on the outline, or is one of its points already)."""
+    west, south, east, north = bounds
+    tolerance = 1e-9 * max(east - west, north - south)
+    if not (math.isfinite(px) and math.isfinite(py)):
+        return xs, ys
+    on_x_edge = abs(px - west) <= tolerance or abs(px - east) <= tolerance
+    on_y_edge = abs(py - south) <= tolerance or abs(py - north) <= tolerance
+    inside = west - tolerance <= px <= east + tolerance and south - tolerance <= py <= north + tolerance
+    if not (inside and (on_x_edge or on_y_edge)):
+        return xs, ys
+    for i in range(len(xs) - 1):
+        if math.hypot(xs[i] - px, ys[i] - py) <= tolerance:
+            return xs, ys
+        x0, y0, x1, y1 = xs[i], ys[i], xs[i + 1], ys[i + 1]
+        if (
+            min(x0, x1) - tolerance <= px <= max(x0, x1) + tolerance
+            and min(y0, y1) - tolerance <= py <= max(y0, y1) + tolerance
+        ):
+            return [*xs[: i + 1], px, *xs[i + 1 :]], [*ys[: i + 1], py, *ys[i + 1 :]]
+    return xs, ys
+
+
+def _open_poles(lons: list[float], lats: list[float]) -> tuple[list[float], list[float]]:
+    """A pole on the closed outline has no longitude: it becomes an edge along the pole's latitude from its
+    neighbour before to its neighbour after, so the footprint reaches the pole over the right longitudes."""
+    out_lons: list[float] = []
+    out_lats: list[float] = []
+    count = len(lons) - 1  # the last point closes the ring
+    for i in range(count):
+        if abs(lats[i]) < 90.0 - 1e-9:
+            out_lons.append(lons[i])
+            out_lats.append(lats[i])
+            continue
+        before, after = lons[(i - 1) % count], lons[(i + 1) % count]
+        out_lons += [before, after]
+        out_lats += [lats[i], lats[i]]
+    return [*out_lons, out_lons[0]], [*out_lats, out_lats[0]]
+
+
+def _close_at_pole(unwrapped: list[float], lats: Sequence[float]) -> list[float]:
+    """Unwrapped longitudes whose edge along a pole goes the way that closes the ring.
+
+    An edge along the pole (from :func:`_open_poles`) spans 180° either way; :func:`_unwrap` cannot tell
+    which. When the ring does not close, the edge goes the other way: the points after it move by 360°.
+    """
+    if abs(unwrapped[-1] - unwrapped[0]) <= 1e-6:
+        return unwrapped
+    for k in range(1, len(unwrapped)):
+        step = unwrapped[k] - unwrapped[k - 1]
+        if abs(lats[k]) >= 90.0 - 1e-9 and abs(lats[k - 1]) >= 90.0 - 1e-9 and abs(abs(step) - 180.0) < 1e-6:
+            shifted = [*unwrapped[:k], *(v - math.copysign(360.0, step) for v in unwrapped[k:])]
+            if abs(shifted[-1] - shifted[0]) <= 1e-6:
+                return shifted
+    return unwrapped
+
+
+def _polar_cap(lats: Sequence[float]) -> tuple[dict[str, Any], list[float]]:
+    """The band of all longitudes from the outline's farthest latitude to the pole it goes round."""
+    south, north = min(lats), max(lats)
+    if north > 0 and abs(north) >= abs(south):
+        north = 90.0
+    else:
+        south = -90.0
+    polar = box(-180.0, south, 180.0, north)
+    return _rounded(mapping(orient(polar))), [-180.0, south, 180.0, north]
+
+
+def _split_at_antimeridian(polygon: Polygon) -> tuple[dict[str, Any], list[float]]:
+    """A polygon with longitudes past ±180 cut into its parts inside [-180, 180]; the bbox's west > east."""
+    west, south, east, north = polygon.bounds
     world = box(-180.0, -90.0, 180.0, 90.0)
     parts: list[Polygon] = []
     for shift in (-360.0, 0.0, 360.0):
@@ -335,15 +417,49 @@ def projection_properties(dataset: rasterio.io.DatasetReader) -> dict[str, Any]:
     return props
 
 
-def _tiff_datetime(dataset: rasterio.io.DatasetReader) -> str | None:
-    value = dataset.tags().get("TIFFTAG_DATETIME")
-    if not value:
-        return None
-    try:
-        parsed = datetime.strptime(value.strip(), "%Y:%m:%d %H:%M:%S")
-    except ValueError:
-        return None
-    return parsed.replace(tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _rfc3339(value: datetime) -> str:
+    """``value`` in UTC as RFC 3339 (a naive value is taken as UTC), the fraction only when there is one."""
+    utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ" if utc.microsecond else "%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse_tag_time(value: str) -> datetime | None:
+    """A TIFF (``2024:05:01 10:00:00``) or ISO 8601 date-time from a metadata tag; None when unreadable."""
+    text = value.strip()
+    for parse in (lambda t: datetime.strptime(t, "%Y:%m:%d %H:%M:%S"), datetime.fromisoformat):
+        try:
+            return parse(text.replace("Z", "+00:00"))
+        except ValueError:
+            continue
+    return None
+
+
+def source_datetime(dataset: rasterio.io.DatasetReader) -> str | None:
+    """When the raster says it was acquired or made: GDAL's ``IMAGERY`` ``ACQUISITIONDATETIME``, else
+    ``TIFFTAG_DATETIME`` (both read as UTC when they carry no zone); None when it says neither."""
+    candidates = [dataset.tags(ns="IMAGERY").get("ACQUISITIONDATETIME"), dataset.tags().get("TIFFTAG_DATETIME")]
+    for value in candidates:
+        parsed = _parse_tag_time(value) if value else None
+        if parsed is not None:
+            return _rfc3339(parsed)
+    return None
+
+
+def _fallback_time(source: GdalPath | str | Path, given: datetime | str | None) -> str | None:
+    """The caller's fallback (e.g. the blob's last-modified time), else a local file's modification time."""
+    if isinstance(given, datetime):
+        return _rfc3339(given)
+    if isinstance(given, str):
+        parsed = _parse_tag_time(given)
+        if parsed is None:
+            raise InvalidInput(f"fallback_datetime {given!r} is not an RFC 3339 date-time")
+        return _rfc3339(parsed)
+    if not isinstance(source, GdalPath):
+        try:
+            return _rfc3339(datetime.fromtimestamp(os.stat(source).st_mtime, UTC))
+        except OSError:  # a GDAL path such as /vsicurl/...: no local file to ask
+            return None
+    return None
 
 
 def _media_type(path: str, driver: str) -> str:
@@ -370,12 +486,19 @@ def build_raster_item(
     links: Sequence[Mapping[str, Any]] = (),
     properties: Mapping[str, Any] | None = None,
     statistics: bool = True,
+    fallback_datetime: datetime | str | None = None,
 ) -> dict[str, Any]:
     """A STAC 1.1 Item for the raster at ``source`` (see the module docstring).
 
     ``assets`` are finished asset dicts (e.g. from :func:`file_asset`); raster assets without
     ``raster:bands`` get the source's. None: one ``data`` asset pointing at the source itself.
     A raster without a CRS, or one rasterio cannot read, is InvalidInput.
+
+    ``datetime`` is, in this order: ``properties["datetime"]`` (or a start/end pair), the raster's own
+    acquisition or TIFF date-time (:func:`source_datetime`), ``fallback_datetime`` (callers pass the blob's
+    last-modified time), a local file's modification time, and only then the current time. So building the
+    item of the same unchanged raster again gives the same ``datetime``. ``created`` and ``updated`` are the
+    build time; :func:`services.stac.catalog.upsert_item` keeps the stored ``created`` of an item it replaces.
     """
     validate_stac_id(item_id)
     validate_stac_id(collection_id, "collection id")
@@ -388,10 +511,12 @@ def build_raster_item(
         geometry, bbox = footprint_wgs84(tuple(dataset.bounds), dataset.crs)
         projection = projection_properties(dataset)
         bands = band_info(dataset, statistics)
-        tiff_time = _tiff_datetime(dataset)
+        when = source_datetime(dataset)
         driver = dataset.driver
     stamp = now_iso()
-    props: dict[str, Any] = {"datetime": tiff_time or stamp, **projection, "created": stamp, "updated": stamp}
+    if when is None and not (properties and ("datetime" in properties or "start_datetime" in properties)):
+        when = _fallback_time(source, fallback_datetime)
+    props: dict[str, Any] = {"datetime": when or stamp, **projection, "created": stamp, "updated": stamp}
     if properties:
         props.update(properties)
         if "start_datetime" in properties and "end_datetime" in properties and "datetime" not in properties:

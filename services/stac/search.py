@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime as _dt
@@ -24,6 +25,7 @@ from core.errors import InvalidInput
 from core.settings import RasterSettings
 from infrastructure.db.database import Database
 from services.stac.catalog import stac_transaction
+from services.stac.cql2 import FilterError, check_filter
 
 GEOMETRY_TYPES = {
     "Point",
@@ -44,13 +46,36 @@ class SortBy(BaseModel):
     direction: Literal["asc", "desc"] = "asc"
 
 
+#: an RFC 3339 date-time: a date, a time and a time zone (``Z`` or an offset), the fraction optional
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+#: the longest paging token: pgstac 0.10 hex-encodes the collection and item ids (255 characters each)
+TOKEN_MAX_LENGTH = 2048
+
+
 def _check_time(value: str, what: str) -> _dt | None:
     if value in ("", ".."):
         return None
     try:
-        return _dt.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+        parsed = _dt.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise ValueError(f"{what} {value!r} is not an RFC 3339 date-time (e.g. 2024-05-01T00:00:00Z)") from None
+    if parsed.tzinfo is None:
+        raise ValueError(
+            f"{what} {value!r} has no time zone: give an RFC 3339 date-time with Z or an offset "
+            "(e.g. 2024-05-01T00:00:00Z); a date alone or a local time is ambiguous"
+        )
+    if not RFC3339.fullmatch(value):
+        raise ValueError(f"{what} {value!r} is not an RFC 3339 date-time (e.g. 2024-05-01T00:00:00Z)")
+    return parsed
+
+
+def antimeridian_multipolygon(west: float, south: float, east: float, north: float) -> dict[str, Any]:
+    """The GeoJSON MultiPolygon of a bbox crossing 180° (west > east): west..180 and -180..east."""
+
+    def rectangle(left: float, right: float) -> list[list[list[float]]]:
+        return [[[left, south], [right, south], [right, north], [left, north], [left, south]]]
+
+    return {"type": "MultiPolygon", "coordinates": [rectangle(west, 180.0), rectangle(-180.0, east)]}
 
 
 class SearchRequest(BaseModel):
@@ -65,10 +90,14 @@ class SearchRequest(BaseModel):
     )
     intersects: dict[str, Any] | None = Field(None, description="A GeoJSON geometry the items must intersect")
     datetime: str | None = Field(
-        None, max_length=100, description="An RFC 3339 instant or an interval 'start/end' ('..' for an open end)"
+        None,
+        max_length=100,
+        description="An RFC 3339 date-time with Z or an offset, or an interval 'start/end' ('..' for an open end)",
     )
     limit: int | None = Field(None, ge=1, description="Items per page (default and maximum are settings)")
-    token: str | None = Field(None, max_length=500, description="Paging token from a previous page's next/prev link")
+    token: str | None = Field(
+        None, max_length=TOKEN_MAX_LENGTH, description="Paging token from a previous page's next/prev link"
+    )
     filter: dict[str, Any] | None = Field(None, description="A CQL2-JSON filter expression")
     filter_lang: Literal["cql2-json"] | None = Field(None, alias="filter-lang", description="Only cql2-json")
     sortby: list[SortBy] | None = Field(None, max_length=20)
@@ -122,11 +151,8 @@ class SearchRequest(BaseModel):
             )
         times = [_check_time(p, "datetime") for p in parts]
         start, end = (times[0], times[-1]) if len(times) == 2 else (None, None)
-        if start is not None and end is not None:
-            if (start.tzinfo is None) != (end.tzinfo is None):
-                raise ValueError("datetime: give both ends of the interval with a time zone (or neither)")
-            if start > end:
-                raise ValueError(f"datetime {value!r}: the start is after the end")
+        if start is not None and end is not None and start > end:
+            raise ValueError(f"datetime {value!r}: the start is after the end")
         return value
 
     @field_validator("filter")
@@ -134,8 +160,10 @@ class SearchRequest(BaseModel):
     def _filter(cls, expression: dict[str, Any] | None) -> dict[str, Any] | None:
         if expression is None:
             return None
-        if not isinstance(expression.get("op"), str) or not isinstance(expression.get("args", []), list):
-            raise ValueError('filter must be a CQL2-JSON expression: {"op": ..., "args": [...]}')
+        try:
+            check_filter(expression)
+        except FilterError as exc:
+            raise ValueError(str(exc)) from None
         return expression
 
     @model_validator(mode="after")
@@ -157,6 +185,12 @@ class SearchRequest(BaseModel):
             value = getattr(self, name)
             if value is not None:
                 body[name] = value
+        if self.bbox is not None:
+            half = len(self.bbox) // 2
+            west, south, east, north = self.bbox[0], self.bbox[1], self.bbox[half], self.bbox[half + 1]
+            if west > east:  # pgstac would search east..west, the rest of the world: send the two halves
+                del body["bbox"]
+                body["intersects"] = antimeridian_multipolygon(west, south, east, north)
         if self.filter is not None:
             body["filter"] = self.filter
             body["filter-lang"] = CQL2_LANG
@@ -174,9 +208,9 @@ class SearchQuery(BaseModel):
     ids: str | None = Field(None, max_length=100_000, description="Comma-separated item ids")
     bbox: str | None = Field(None, max_length=1000, description="west,south,east,north")
     intersects: str | None = Field(None, max_length=200_000, description="A GeoJSON geometry as JSON text")
-    datetime: str | None = Field(None, max_length=100)
+    datetime: str | None = Field(None, max_length=100, description="RFC 3339 with Z or an offset, or 'start/end'")
     limit: int | None = Field(None, ge=1)
-    token: str | None = Field(None, max_length=500)
+    token: str | None = Field(None, max_length=TOKEN_MAX_LENGTH)
     filter: str | None = Field(None, max_length=200_000, description="A CQL2-JSON filter as JSON text")
     filter_lang: str | None = Field(None, alias="filter-lang", description="cql2-json (cql2-text is not supported)")
     sortby: str | None = Field(None, max_length=2000, description="Comma-separated fields, '-' prefix for descending")
@@ -267,7 +301,8 @@ def _token(links: list[dict[str, Any]], rel: str) -> str | None:
 def search(db: Database, request: SearchRequest, settings: RasterSettings) -> SearchPage:
     """One page of the search (pgstac ``search()``); a bad filter or token is InvalidInput."""
     body = request.pgstac_body(settings)
-    with stac_transaction(db) as conn:
+    refused = "filter refused" if request.filter is not None else "search refused"
+    with stac_transaction(db, refused=refused) as conn:
         row = conn.execute("SELECT search(%s) AS result", (Jsonb(body),)).fetchone()
     result: dict[str, Any] = dict(row["result"]) if row and row["result"] else {}
     links = result.get("links") or []

@@ -2,7 +2,7 @@
 
 A chunk holds ``gid`` (the source row number), the laundered attribute columns and ``geom`` (WKB), with
 GeoParquet 1.1 ``geo`` metadata naming the CRS and geometry types. Chunks live under a job-scoped prefix
-(``tmp/ingest_vector/<job_id>/``) of the work container; they are written whole (atomically) and read whole.
+(``tmp/ingest_vector/<job_id>/r<run>a<attempt>/``) of the work container; they are written whole (atomically) and read whole.
 """
 
 from __future__ import annotations
@@ -24,11 +24,30 @@ PARQUET_CONTENT_TYPE = "application/vnd.apache.parquet"
 
 
 def job_prefix(job_id: str) -> str:
+    """Every intermediate blob of a job (all runs and attempts)."""
     return f"{CHUNK_PREFIX}/{job_id}/"
 
 
-def chunk_name(job_id: str, chunk: int) -> str:
-    return f"{job_prefix(job_id)}chunk-{chunk:06d}.parquet"
+def attempt_prefix(job_id: str, token: str) -> str:
+    """The intermediate blobs of one prepare attempt of one run (``token``: names.run_token)."""
+    return f"{job_prefix(job_id)}{token}/"
+
+
+def token_of_blob(job_id: str, name: str) -> str | None:
+    """The run token folder of one of the job's intermediate blobs (None for anything else)."""
+    prefix = job_prefix(job_id)
+    if not name.startswith(prefix) or "/" not in name[len(prefix) :]:
+        return None
+    return name[len(prefix) :].split("/", 1)[0]
+
+
+def chunk_name(job_id: str, token: str, chunk: int) -> str:
+    return f"{attempt_prefix(job_id, token)}chunk-{chunk:06d}.parquet"
+
+
+def plan_name(job_id: str, token: str) -> str:
+    """The prepared plan (without the chunk list) that the finalize stage reads."""
+    return f"{attempt_prefix(job_id, token)}plan.json"
 
 
 def geo_metadata(crs: CRS, geometry_types: Sequence[str], bbox: Sequence[float] | None) -> dict[str, Any]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import functools
+import json
 import logging
 import math
 import tempfile
@@ -16,13 +17,13 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import pyarrow as pa
 from pyproj import CRS
 
-from core.errors import BlobNotFound, GeoetlError, InvalidInput
+from core.errors import BlobNotFound, GeoetlError, InvalidInput, LeaseExpired
 from services.vector import chunks as chunk_io
 from services.vector import tables
 from services.vector.formats import CsvOptions, Source, format_of, iter_batches, open_source
@@ -36,7 +37,14 @@ from services.vector.geometry import (
     srid_of,
     transformer_for,
 )
-from services.vector.names import GEOMETRY_COLUMN, launder_columns, ledger_name, staging_name, table_for_family
+from services.vector.names import (
+    GEOMETRY_COLUMN,
+    launder_columns,
+    ledger_name,
+    parse_token,
+    staging_name,
+    table_for_family,
+)
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +114,25 @@ def _downloaded(storage: Any, options: IngestOptions, temp_dir: Path | None) -> 
         yield path, Path(folder)
 
 
+def sweep(
+    db: Any, storage: Any, schema: str, work: str, job_id: str, which: Callable[[int, int], bool]
+) -> dict[str, Any]:
+    """Drop the staging/ledger tables and delete the intermediate blobs of the job's runs and prepare attempts
+    that ``which(run, attempt)`` selects (idempotent)."""
+    dropped = tables.drop_job_tables(db, schema, job_id, which)
+    removed = clear_chunks(storage, work, job_id, which=which)
+    return {"dropped_tables": dropped, "removed_blobs": removed}
+
+
+def _abandon(db: Any, storage: Any, schema: str, work: str, job_id: str, token: str) -> NoReturn:
+    """Remove what this attempt of prepare wrote (its own token's objects only: a newer attempt that took the
+    task over, or a new run, uses other names), then stop."""
+    mine = parse_token(token)
+    with contextlib.suppress(Exception):
+        sweep(db, storage, schema, work, job_id, lambda run, attempt: (run, attempt) == mine)
+    raise LeaseExpired("the job ended or another attempt owns the prepare task; this attempt's output was removed")
+
+
 def _source_crs(source: Source, options: IngestOptions) -> CRS:
     if options.source_crs:
         return resolve_crs(options.source_crs, "source_crs")
@@ -118,14 +145,26 @@ def _source_crs(source: Source, options: IngestOptions) -> CRS:
     )
 
 
-def clear_chunks(storage: Any, container: str, job_id: str, *, only_chunks: bool = False) -> int:
-    """Delete the job's intermediate blobs (or only its chunks); how many were deleted."""
+def clear_chunks(
+    storage: Any,
+    container: str,
+    job_id: str,
+    *,
+    which: Callable[[int, int], bool] | None = None,
+    only_chunks: bool = False,
+) -> int:
+    """Delete the job's intermediate blobs of the runs/attempts ``which(run, attempt)`` selects (all when None),
+    or only their chunks; how many were deleted."""
     removed = 0
     with contextlib.suppress(GeoetlError):
         if not storage.container_exists(container):
             return 0
     for blob in list(storage.iter_blobs(container, chunk_io.job_prefix(job_id))):
         if only_chunks and not blob.name.endswith(".parquet"):
+            continue
+        token = chunk_io.token_of_blob(job_id, blob.name)
+        parsed = parse_token(token) if token else None
+        if which is not None and (parsed is None or not which(*parsed)):
             continue
         if storage.delete(container, blob.name):
             removed += 1
@@ -139,9 +178,17 @@ def prepare(
     storage: Any,
     db: Any,
     settings: Any,
+    token: str = "r1a1",
     heartbeat: Callable[[], bool] = lambda: True,
 ) -> dict[str, Any]:
-    """Inspect the file, write its features as GeoParquet chunks and create the staging tables (once)."""
+    """Inspect the file, write its features as GeoParquet chunks and create the staging tables (once).
+
+    ``token`` (names.run_token(run, attempt)) names every object this attempt makes; objects of earlier runs and
+    earlier attempts of this run are removed first (a crashed attempt's; a slow one removes its own when its
+    heartbeat says it lost the task). A later attempt's objects are never touched."""
+    mine = parse_token(token)
+    if mine is None:
+        raise ValueError(f"not a run token: {token!r}")
     started = time.perf_counter()
     vector = settings.vector
     work = vector.vector_work_container
@@ -150,10 +197,8 @@ def prepare(
     srid = srid_of(target_crs, "target_crs")
     if not tables.schema_exists(db, options.schema):
         raise InvalidInput(f"schema {options.schema!r} does not exist", field="schema")
-    # a re-run of this job starts clean: its staging tables and chunks from an earlier run go
-    tables.drop_job_tables(db, options.schema, job_id)
     storage.ensure_container(work)
-    clear_chunks(storage, work, job_id)
+    sweep(db, storage, options.schema, work, job_id, lambda run, attempt: (run, attempt) < mine)
     try:
         return _prepare(
             options,
@@ -161,16 +206,17 @@ def prepare(
             target_crs,
             srid,
             job_id=job_id,
+            token=token,
             storage=storage,
             db=db,
             settings=settings,
             heartbeat=heartbeat,
             started=started,
         )
-    except BaseException:
-        with contextlib.suppress(Exception):  # leave nothing half-made behind; the original error matters
-            tables.drop_job_tables(db, options.schema, job_id)
-            clear_chunks(storage, work, job_id)
+    except GeoetlError as exc:
+        if not exc.retryable:  # a permanent failure: leave nothing half-made behind (a retry starts clean anyway)
+            with contextlib.suppress(Exception):  # the original error matters
+                sweep(db, storage, options.schema, work, job_id, lambda run, attempt: (run, attempt) == mine)
         raise
 
 
@@ -181,6 +227,7 @@ def _prepare(
     srid: int,
     *,
     job_id: str,
+    token: str,
     storage: Any,
     db: Any,
     settings: Any,
@@ -218,6 +265,7 @@ def _prepare(
             invalid=options.invalid_geometry,
             target_crs=target_crs,
             job_id=job_id,
+            token=token,
             storage=storage,
             work=work,
         )
@@ -240,8 +288,8 @@ def _prepare(
 
             try:
                 for index, batch in enumerate(iter_batches(source, chunk_size)):
-                    if not heartbeat():
-                        raise InvalidInput("the job was cancelled or the task was taken over")
+                    if not heartbeat():  # the job ended (or another attempt owns the task): stop
+                        _abandon(db, storage, options.schema, work, job_id, token)
                     if columns is None:
                         names = launder_columns(batch.attributes.column_names)
                         columns = [
@@ -284,7 +332,7 @@ def _prepare(
             {
                 "family": family,
                 "target": target,
-                "staging": staging_name(job_id, family),
+                "staging": staging_name(job_id, token, family),
                 "geometry_type": geometry_type,
                 "has_z": bucket.has_z,
                 "expected_rows": rows,
@@ -299,7 +347,9 @@ def _prepare(
                 ],
             }
         )
-        chunk_tasks += [{**c, "staging": staging_name(job_id, family), "table_z": bucket.has_z} for c in own_chunks]
+        chunk_tasks += [
+            {**c, "staging": staging_name(job_id, token, family), "table_z": bucket.has_z} for c in own_chunks
+        ]
     if options.if_exists == "fail":
         taken = [p["target"] for p in plan if tables.table_exists(db, options.schema, p["target"])]
         if taken:
@@ -312,11 +362,15 @@ def _prepare(
         tables.create_staging(
             db, options.schema, entry["staging"], columns, entry["geometry_type"], srid, unlogged=options.unlogged
         )
-    tables.create_ledger(db, options.schema, ledger_name(job_id))
+    ledger = ledger_name(job_id, token)
+    tables.create_ledger(db, options.schema, ledger)
     steps["tables"] = round(time.perf_counter() - mark, 3)
     chunk_tasks.sort(key=lambda c: c["chunk"])
-    return {
+    result = {
         "job_id": job_id,
+        "token": token,
+        "ledger": ledger,
+        "plan_blob": chunk_io.plan_name(job_id, token),
         "format": fmt,
         "layer": source.layer,
         "layers": source.layers,
@@ -332,6 +386,11 @@ def _prepare(
         "seconds": round(time.perf_counter() - started, 3),
         "steps": steps,
     }
+    plan = {k: v for k, v in result.items() if k != "chunks"}  # what the finalize stage reads
+    storage.write_bytes(work, result["plan_blob"], json.dumps(plan).encode(), content_type="application/json")
+    if not heartbeat():  # the job ended (its clean-up may be done already) or the task was taken over: undo ours
+        _abandon(db, storage, options.schema, work, job_id, token)
+    return result
 
 
 PREPARE_THREADS = 2
@@ -355,6 +414,7 @@ def _convert_batch(
     invalid: str,
     target_crs: CRS,
     job_id: str,
+    token: str,
     storage: Any,
     work: str,
 ) -> _Converted:
@@ -379,7 +439,7 @@ def _convert_batch(
             chunk_io.geo_metadata(target_crs, types, None),
         )
         chunk_id = index * _CHUNKS_PER_BATCH + code
-        name = chunk_io.chunk_name(job_id, chunk_id)
+        name = chunk_io.chunk_name(job_id, token, chunk_id)
         storage.write_bytes(work, name, data, content_type=chunk_io.PARQUET_CONTENT_TYPE)
         record: dict[str, Any] = {"chunk": chunk_id, "blob": name, "rows": len(rows), "z": z}
         if code:
@@ -476,7 +536,7 @@ def stac_item(description: dict[str, Any], *, job_id: str, options: IngestOption
             "geoetl:job_id": job_id,
             "geoetl:source": f"{options.container_name}/{options.blob_name}",
         },
-        "links": [],
+        "links": [{"rel": "collection", "href": f"../../{VECTORS_COLLECTION}", "type": "application/json"}],
         "assets": {
             "table": {
                 "href": f"postgresql:///{database}?table={qualified}",
@@ -526,7 +586,7 @@ def finalize(
         db,
         options.schema,
         plans,
-        ledger=ledger_name(job_id),
+        ledger=prepared["ledger"],
         if_exists=options.if_exists,
         unlogged=options.unlogged,
         comment=comment,
@@ -553,7 +613,14 @@ def finalize(
             register(db, item)
             items.append(item["id"])
     step("stac")
-    removed = clear_chunks(storage, settings.vector.vector_work_container, job_id, only_chunks=True)
+    mine = parse_token(prepared["token"])
+    removed = clear_chunks(
+        storage,
+        settings.vector.vector_work_container,
+        job_id,
+        which=lambda run, attempt: (run, attempt) == mine,
+        only_chunks=True,
+    )
     step("cleanup")
     return {
         "tables": described,
@@ -564,9 +631,7 @@ def finalize(
     }
 
 
-def cleanup_failed(options: IngestOptions, *, job_id: str, storage: Any, db: Any, settings: Any) -> None:
-    """Best-effort removal of a job's staging tables and chunks after a permanent failure."""
-    with contextlib.suppress(Exception):
-        tables.drop_job_tables(db, options.schema, job_id)
-    with contextlib.suppress(Exception):
-        clear_chunks(storage, settings.vector.vector_work_container, job_id)
+def cleanup_run(schema: str, *, job_id: str, run: int, storage: Any, db: Any, settings: Any) -> dict[str, Any]:
+    """Remove every staging/ledger table and intermediate blob of run ``run`` of a job (every prepare attempt)
+    and of its earlier runs; a later run's objects are untouched. Idempotent."""
+    return sweep(db, storage, schema, settings.vector.vector_work_container, job_id, lambda r, _attempt: r <= run)

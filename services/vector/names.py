@@ -1,8 +1,8 @@
 """Laundering of table, schema and column names into safe PostgreSQL identifiers.
 
 A laundered name is lower case ASCII (accents folded), made of ``[a-z0-9_]``,
-starts with a letter or ``_``, is not a reserved word, and fits PostgreSQL's
-63-byte identifier limit. Names are still always quoted with
+starts with a letter or ``_``, is not a reserved word nor a system column name
+(``xmin_``, ``ctid_``…), and fits PostgreSQL's 63-byte identifier limit. Names are still always quoted with
 ``psycopg.sql.Identifier`` when used in SQL.
 """
 
@@ -28,6 +28,9 @@ RESERVED_WORDS = frozenset(
     where window with
     """.split()  # noqa: SIM905
 )
+
+# PostgreSQL's system columns: a user column of that name is refused ("conflicts with a system column name")
+SYSTEM_COLUMNS = frozenset({"oid", "tableoid", "xmin", "xmax", "cmin", "cmax", "ctid"})
 
 # Columns every ingested table has; attributes with these names are renamed
 ID_COLUMN = "gid"
@@ -61,7 +64,7 @@ def launder(name: str, *, fallback: str = "") -> str:
         return fallback
     if text[0].isdigit():
         text = f"_{text}"
-    if text in RESERVED_WORDS:
+    if text in RESERVED_WORDS or text in SYSTEM_COLUMNS:
         text = f"{text}_"
     return truncate_identifier(text)
 
@@ -90,16 +93,40 @@ def table_for_family(base: str, family: str | None) -> str:
     return truncate_identifier(base, MAX_IDENTIFIER_BYTES - len(suffix)) + suffix
 
 
-def staging_name(job_id: str, family: str) -> str:
-    """The staging table a job loads one family into, renamed to the target at the end."""
-    return f"{STAGING_PREFIX}{job_id[:16]}_{family}"
+def run_token(run: int, attempt: int) -> str:
+    """What names one attempt of one run's prepare: its staging tables, ledger and chunk folder carry it, so
+    attempts and runs of the same job never touch each other's objects."""
+    return f"r{int(run)}a{int(attempt)}"
 
 
-def ledger_name(job_id: str) -> str:
-    """The table recording which chunks of a job are loaded (one row per chunk)."""
-    return f"{STAGING_PREFIX}{job_id[:16]}_chunks"
+_TOKEN = re.compile(r"r(\d+)a(\d+)")
 
 
-def staging_pattern(job_id: str) -> str:
-    """A LIKE pattern for every staging table of a job."""
-    return f"\\_ingest\\_{job_id[:16]}\\_%"
+def parse_token(token: str) -> tuple[int, int] | None:
+    """(run, attempt) of a :func:`run_token`, or None."""
+    match = _TOKEN.fullmatch(token)
+    return (int(match.group(1)), int(match.group(2))) if match else None
+
+
+def job_table_prefix(job_id: str) -> str:
+    """The name prefix of every staging and ledger table of a job (all runs and attempts)."""
+    return f"{STAGING_PREFIX}{job_id[:16]}_"
+
+
+def token_of_table(job_id: str, name: str) -> str | None:
+    """The run token in the name of one of the job's staging or ledger tables, or None."""
+    prefix = job_table_prefix(job_id)
+    if not name.startswith(prefix):
+        return None
+    token = name[len(prefix) :].split("_", 1)[0]
+    return token if parse_token(token) else None
+
+
+def staging_name(job_id: str, token: str, family: str) -> str:
+    """The staging table one prepare attempt loads one family into, renamed to the target at the end."""
+    return f"{job_table_prefix(job_id)}{token}_{family}"
+
+
+def ledger_name(job_id: str, token: str) -> str:
+    """The table recording which chunks of a prepare attempt's plan are loaded (one row per chunk)."""
+    return f"{job_table_prefix(job_id)}{token}_chunks"

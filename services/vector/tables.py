@@ -13,7 +13,7 @@ import contextlib
 import io
 import json
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -32,7 +32,9 @@ from services.vector.names import (
 )
 from services.vector.names import (
     ID_COLUMN,
-    STAGING_PREFIX,
+    job_table_prefix,
+    parse_token,
+    token_of_table,
     truncate_identifier,
 )
 
@@ -124,18 +126,23 @@ def schema_exists(db: Any, schema: str) -> bool:
     return bool(row and row["found"])
 
 
-def drop_job_tables(db: Any, schema: str, job_id: str) -> list[str]:
-    """Drop every staging and ledger table of a job (a re-run starts clean; a failed run is cleaned up)."""
-    prefix = f"{STAGING_PREFIX}{job_id[:16]}_"
+def drop_job_tables(db: Any, schema: str, job_id: str, which: Callable[[int, int], bool] | None = None) -> list[str]:
+    """Drop the job's staging and ledger tables whose run token (run, attempt) ``which`` selects (all when None)."""
+    prefix = job_table_prefix(job_id)
     with db.transaction() as conn:
         rows = conn.execute(
             "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
             "WHERE n.nspname = %s AND c.relkind IN ('r', 'u', 'p') AND left(c.relname, %s) = %s ORDER BY 1",
             (schema, len(prefix), prefix),
         ).fetchall()
-        names = [r["relname"] for r in rows]
-        for name in names:
-            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(_qualified(schema, name)))
+        names = []
+        for row in rows:
+            token = token_of_table(job_id, row["relname"])
+            parsed = parse_token(token) if token else None
+            if parsed is None or (which is not None and not which(*parsed)):
+                continue
+            conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(_qualified(schema, row["relname"])))
+            names.append(row["relname"])
     return names
 
 

@@ -3,6 +3,7 @@ COGs in storage checked with rio-cogeo and GDAL, the STAC item in pgstac."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +13,11 @@ import rasterio
 from rio_cogeo.cogeo import cog_validate
 
 from infrastructure.context import AppContext
+from jobs.process_raster import claim_blob, default_item_id
 from services.stac.catalog import get_item
 from tests.helpers import rasters
 from tests.helpers.stac_schema import validate_item
 from tests.plugins.jobs_api import wait_for_job
-
-# rasterio 1.4's WarpedVRT multiplies Affine objects with `*` (affine 3: PendingDeprecationWarning); the
-# worker threads run in this process, so the test's filters apply to them
-pytestmark = pytest.mark.filterwarnings("ignore:Use `@` matmul:PendingDeprecationWarning")
 
 SOURCE = "bronze"
 OUTPUT = "silver"
@@ -52,7 +50,22 @@ def structure(path: Path) -> dict[str, str]:
 
 
 def output_blobs(context: AppContext) -> list[str]:
+    """Everything the job wrote in the output container: COGs and item claims."""
     return [b.name for b in context.storage.iter_blobs(OUTPUT, "cogs/")]
+
+
+def wait_for_event(api: str, job_id: str, event: str, timeout: float = 30) -> dict[str, Any]:
+    """The details of the job's first ``event`` (e.g. job_cleaned_up, sent after the job ended)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        response = httpx.get(f"{api}/jobs/{job_id}/events", timeout=10)
+        assert response.status_code == 200, response.text
+        found = [e for e in response.json()["events"] if e["event"] == event]
+        if found:
+            details: dict[str, Any] = found[0]["details"]
+            return details
+        time.sleep(0.05)
+    raise AssertionError(f"no {event} event for job {job_id} after {timeout} s")
 
 
 def test_rgba_all_tiers_cogs_item_and_costs(jobs_api: str, jobs_context: AppContext, tmp_path: Path) -> None:
@@ -60,7 +73,8 @@ def test_rgba_all_tiers_cogs_item_and_costs(jobs_api: str, jobs_context: AppCont
     status = run(jobs_api, {"blob_name": blob, "output_tier": "all"})
     assert status["status"] == "completed", status["error_details"]
     result = status["result_data"]
-    item_id = "imagery-scene-one"
+    item_id = default_item_id(blob)
+    assert item_id.startswith("imagery-scene-one-")
     assert result["stac"] == {"collection_id": "cogs", "item_id": item_id}
     assert result["raster"]["raster_type"] == "rgba" and result["skipped_tiers"] == {}
     by_tier = {o["tier"]: o for o in result["outputs"]}
@@ -69,7 +83,8 @@ def test_rgba_all_tiers_cogs_item_and_costs(jobs_api: str, jobs_context: AppCont
         assert output["blob"] == f"cogs/cogs/{item_id}/{item_id}_{tier}.tif"
         assert output["container"] == OUTPUT
         assert result["sizes"][tier] == output["size"] > 0
-    assert set(output_blobs(jobs_context)) == {o["blob"] for o in by_tier.values()}
+    claim = claim_blob("cogs", item_id)
+    assert set(output_blobs(jobs_context)) == {o["blob"] for o in by_tier.values()} | {claim}
 
     local = {tier: fetch(jobs_context, o["blob"], tmp_path / "out") for tier, o in by_tier.items()}
     for path in local.values():
@@ -225,13 +240,14 @@ def test_missing_blob_and_unknown_crs_are_400_at_submit(
     ("make", "params", "message"),
     [
         (rasters.not_a_raster, {}, "cannot be opened as a raster"),
+        (rasters.dem_float32, {"nodata": 1e39}, "does not fit the raster's data type float32"),
         (rasters.truncated, {}, "truncated"),
         (rasters.truncated_cog, {}, "cannot be read (truncated or corrupt?)"),
         (rasters.no_crs, {}, "no CRS; pass input_crs"),
         (rasters.no_crs, {"input_crs": "EPSG:4326"}, "not plausible for EPSG:4326"),
         (rasters.dem_float32, {"raster_type": "rgb"}, "raster_type 'rgb' needs 3 bands"),
     ],
-    ids=["not_a_raster", "truncated", "truncated_cog", "no_crs", "implausible_bounds", "wrong_type"],
+    ids=["not_a_raster", "float_nodata", "truncated", "truncated_cog", "no_crs", "implausible_bounds", "wrong_type"],
 )
 def test_bad_files_fail_permanently_with_a_clear_error_and_no_outputs(
     jobs_api: str, jobs_context: AppContext, tmp_path: Path, make: Any, params: dict[str, Any], message: str
@@ -244,8 +260,37 @@ def test_bad_files_fail_permanently_with_a_clear_error_and_no_outputs(
     assert error["details"]["attempts"] == 1  # permanent: no retries
     assert error["details"]["stage"] == 1
     assert message in error["details"]["error"]["message"]
+    assert output_blobs(jobs_context) == []  # refused before anything was written
+    assert get_item(jobs_context.db, "cogs", default_item_id("bad/input.tif")) is None
+
+
+def test_a_corrupt_tile_found_while_converting_fails_at_once_and_the_run_is_cleaned_up(
+    jobs_api: str, jobs_context: AppContext, tmp_path: Path
+) -> None:
+    path = rasters.corrupt_middle_tile(tmp_path / "corrupt.tif", 1024)
+    jobs_context.storage.upload_file(SOURCE, "bad/corrupt.tif", path)
+    response = submit(jobs_api, {"blob_name": "bad/corrupt.tif", "output_tier": "all", "item_id": "corrupt"})
+    status = wait_for_job(response["status_url"], timeout=90)
+    assert status["status"] == "failed"
+    error = status["error_details"]["details"]
+    assert error["stage"] == 2 and error["attempts"] == 1  # bad input: not retried
+    assert "the source is corrupt" in error["error"]["message"] and "IReadBlock" in error["error"]["message"]
+    cleaned = wait_for_event(jobs_api, response["job_id"], "job_cleaned_up")
+    assert cleaned["removed"] == [claim_blob("cogs", "corrupt")]  # the validate stage had claimed the item
     assert output_blobs(jobs_context) == []
-    assert get_item(jobs_context.db, "cogs", "bad-input") is None
+
+
+def test_target_crs_and_item_conflicts_are_refused_at_submit(
+    jobs_api: str, jobs_context: AppContext, tmp_path: Path
+) -> None:
+    blob = upload(jobs_context, tmp_path, "rgb", "first.tif", size=64)
+    body = submit(jobs_api, {"blob_name": blob, "target_crs": "EPSG:4978"}, expected=400)
+    assert "not a map projection or a geographic CRS" in body["error"]["message"]
+    status = run(jobs_api, {"blob_name": blob, "item_id": "taken"})
+    assert status["status"] == "completed", status["error_details"]
+    other = upload(jobs_context, tmp_path, "dem", "second.tif", size=64)
+    body = submit(jobs_api, {"blob_name": other, "item_id": "taken"}, expected=409)
+    assert "already exists and was made from another source" in body["error"]["message"]
 
 
 def test_azurite_reads_through_vsiaz_and_archive_goes_cool(

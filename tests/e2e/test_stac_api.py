@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ from tests.helpers import rasters
 from tests.helpers.stac_schema import validate_collection, validate_item
 from tests.plugins.jobs_api import wait_for_job
 
+#: a polygon of two points: not a valid GeoJSON geometry
+THIN = {"type": "Polygon", "coordinates": [[[0, 0], [1, 1]]]}
 INLINE = 3  # STAC_SEARCH_INLINE_FEATURES in these tests: a search of more items is written to storage
 
 
@@ -93,16 +96,28 @@ def test_extract_builds_and_inserts_items(api: str, context: AppContext, tmp_pat
     call("GET", f"{api}/stac/collections/extracted/items/rasters-dem-2024", 404)
 
     body = {"blob_name": name, "collection_id": "dems", "item_id": "dem-1", "insert": True}
-    assert call("POST", f"{api}/stac/extract", 200, json=body)["inserted"] is True
-    assert call("POST", f"{api}/stac/extract", 200, json=body)["inserted"] is True  # an upsert: still one item
+    first = call("POST", f"{api}/stac/extract", 200, json=body)
+    assert first["inserted"] is True
+    second = call("POST", f"{api}/stac/extract", 200, json=body)  # an upsert: still one item
+    assert second["inserted"] is True
+    # the same blob gives the same item in time: its last-modified time (the raster has no date of its own)
+    modified = context.storage.properties("bronze", name).last_modified
+    assert first["item"]["properties"]["datetime"] == second["item"]["properties"]["datetime"]
+    assert datetime.fromisoformat(second["item"]["properties"]["datetime"]) == modified
     stored = httpx.get(f"{api}/stac/collections/dems/items/dem-1", timeout=10)
     assert stored.status_code == 200 and stored.headers["content-type"].startswith("application/geo+json")
     validate_item(stored.json())
+    props = stored.json()["properties"]
+    assert props["created"] == first["item"]["properties"]["created"]  # kept from the first insert
+    assert props["updated"] == second["item"]["properties"]["updated"] > props["created"]
+    assert props["datetime"] == first["item"]["properties"]["datetime"]
     links = {link["rel"]: link["href"] for link in stored.json()["links"]}
     assert links["self"].endswith("/api/stac/collections/dems/items/dem-1")
     assert links["collection"].endswith("/api/stac/collections/dems")
     collection = call("GET", f"{api}/stac/collections/dems", 200)
     assert collection["extent"]["spatial"]["bbox"] == [item["bbox"]]
+    when = first["item"]["properties"]["datetime"]
+    assert collection["extent"]["temporal"]["interval"] == [[when, when]]  # not widened to the second call
     assert call("GET", f"{api}/stac/setup", 200)["collections"] == [{"id": "dems", "items": 1}]
 
 
@@ -110,7 +125,7 @@ def test_extract_errors_name_the_problem(api: str, context: AppContext, tmp_path
     upload(context, "no_crs", tmp_path, "nocrs.tif")
     context.storage.write_bytes("bronze", "notes.tif", b"not a raster at all" * 10)
     cases = [
-        ({"blob_name": "missing.tif"}, 404, "no blob 'missing.tif'"),
+        ({"blob_name": "missing.tif"}, 404, "blob 'missing.tif' not found in container 'bronze'"),
         ({"blob_name": "notes.tif"}, 400, "not a readable raster"),
         ({"blob_name": "nocrs.tif"}, 400, "has no CRS"),
         ({"blob_name": "../etc/passwd"}, 400, "invalid blob name"),
@@ -181,16 +196,51 @@ def test_bad_searches_are_400(api: str, scenes: None) -> None:
         ({"bbox": [0, 0, 1]}, "bbox"),
         ({"limit": 100_000}, "limit"),
         ({"datetime": "soon"}, "RFC 3339"),
-        ({"filter": {"op": "nope", "args": []}}, "pgstac refused"),
+        ({"filter": {"op": "nope", "args": []}}, "unknown operator 'nope'"),
+        ({"filter": {"op": "and", "args": []}}, "takes at least 2 arguments"),
+        ({"filter": {"op": "+", "args": [1, 2]}}, "makes a value, not a condition"),
+        ({"filter": {"op": "casei", "args": [{"property": "cloud"}]}}, "makes a value, not a condition"),
+        ({"filter": {"op": "<", "args": [{"property": "geometry"}, 5]}}, "spatial operators"),
+        ({"filter": {"op": "s_intersects", "args": [{"property": "geometry"}, THIN]}}, "not a valid GeoJSON"),
+        ({"filter": {"op": "a_contains", "args": [{"property": "id"}, ["a"]]}}, "filter refused"),
+        ({"datetime": "2024-01-01"}, "no time zone"),
+        ({"datetime": "2024-01-01T00:00:00/.."}, "no time zone"),
         ({"token": "next:garbage"}, "pgstac refused"),
         ({"unknown": 1}, "unknown"),
     ]:
         error = call("POST", url, 400, json=body)["error"]
         assert text in json.dumps(error), (body, error)
     assert "cql2-text" in json.dumps(call("GET", url, 400, params={"filter-lang": "cql2-text", "filter": "x"}))
+    assert "no time zone" in json.dumps(call("GET", url, 400, params={"datetime": "2024-01-01T00:00:00"}))
     assert "bbox" in json.dumps(call("GET", url, 400, params={"bbox": "a,b"}))
     assert "nonsense" in json.dumps(call("GET", url, 400, params={"nonsense": "1"}))
     call("POST", url, 400, content=b"[1, 2]")
+
+
+def test_paging_over_http_with_the_longest_ids(api: str, context: AppContext) -> None:
+    collection, prefix = "c" * 255, "i" * 253
+    for i in range(3):
+        item = box_item(f"{prefix}-{i}", i, i + 1, 0)
+        item["collection"] = collection
+        catalog.upsert_item(context.db, item)
+    url = f"{api}/stac/search"
+    for method in ("POST", "GET"):
+        seen: list[str] = []
+        if method == "POST":
+            page = call("POST", url, 200, json={"collections": [collection], "limit": 1, "sortby": [{"field": "id"}]})
+        else:
+            page = call("GET", url, 200, params={"collections": collection, "limit": 1, "sortby": "id"})
+        while True:
+            seen += [f["id"] for f in page["features"]]
+            following = [link for link in page["links"] if link["rel"] == "next"]
+            if not following:
+                break
+            if method == "POST":
+                assert len(following[0]["body"]["token"]) > 1000
+                page = call("POST", following[0]["href"], 200, json=following[0]["body"])
+            else:
+                page = call("GET", following[0]["href"], 200)
+        assert seen == [f"{prefix}-{i}" for i in range(3)], method
 
 
 def submit(api: str, job_type: str, params: dict[str, Any], expected: int = 202) -> dict[str, Any]:
@@ -231,8 +281,17 @@ def test_stac_search_job_inline_and_in_storage(api: str, context: AppContext, sc
     submit(api, "stac_search", {"token": "next:1:2"}, 400)
     submit(api, "stac_search", {"limit": 100_000}, 400)
     submit(api, "stac_search", {"output_container": "bronze"}, 400)
-    failed = wait_for_job(submit(api, "stac_search", {"filter": {"op": "nope", "args": [1]}})["status_url"])
-    assert failed["status"] == "failed" and "pgstac refused" in json.dumps(failed["error_details"])
+    for bad in (
+        {"op": "nope", "args": [1]},
+        {"op": "and", "args": []},
+        {"op": "<", "args": [{"property": "geometry"}, 5]},
+    ):
+        assert "filter" in json.dumps(submit(api, "stac_search", {"filter": bad}, 400))
+    # a filter only the database refuses: the job fails at once (a permanent error, not retried)
+    refused = {"op": "=", "args": [{"op": "+", "args": [{"property": "id"}, 1]}, 6]}
+    failed = wait_for_job(submit(api, "stac_search", {"filter": refused})["status_url"])
+    assert failed["status"] == "failed" and "filter refused" in json.dumps(failed["error_details"])
+    assert failed["error_details"]["details"]["attempts"] == 1
 
 
 def test_extract_and_search_job_on_azurite(
@@ -246,8 +305,14 @@ def test_extract_and_search_job_on_azurite(
     assert item["geometry"]["type"] == "MultiPolygon" and item["bbox"][0] > item["bbox"][2]
     href = item["assets"]["data"]["href"]
     assert href.startswith("http") and href.endswith(f"/bronze/{name}") and href == context.storage.url("bronze", name)
+    near_zero = box_item("greenwich", 0, 1, 0)  # same latitudes as fiji, near 0°: outside a bbox over 180°
+    near_zero.update(collection="cogs", bbox=[0, -19, 1, -17])
+    near_zero["geometry"]["coordinates"] = [[[0, -19], [1, -19], [1, -17], [0, -17], [0, -19]]]
+    catalog.upsert_item(context.db, near_zero)
     crossing = call("POST", f"{api}/stac/search", 200, json={"bbox": [179.5, -19, -179.5, -17]})
-    assert ids(crossing) == ["fiji"]  # a search bbox over the antimeridian finds it
+    assert ids(crossing) == ["fiji"]  # a search bbox over the antimeridian finds it, not the rest of the world
+    assert ids(call("GET", f"{api}/stac/search", 200, params={"bbox": "179.5,-19,-179.5,-17"})) == ["fiji"]
+    assert ids(call("POST", f"{api}/stac/search", 200, json={"bbox": [-1, -19, 2, -17]})) == ["greenwich"]
     assert call("POST", f"{api}/stac/extract", 404, json={"blob_name": f"stac-e2e/{tmp_path.name}/none.tif"})
 
     for i in range(INLINE + 1):

@@ -10,10 +10,9 @@ default so tests stay fast. The kinds match the ``process_raster`` raster types:
 * ``multiband_int16``  4 bands int16 (e.g. reflectance), nodata -9999
 * ``categorical_uint8`` 1 band uint8 classes with a colour table (land cover), nodata 0
 * ``no_crs``           1 band uint8 without a CRS (pixel grid only)
-* ``antimeridian``     3 bands uint8 in EPSG:4326 crossing 180° longitude (in a 0..360 style grid
-                       for EPSG:4326 would be invalid, so it uses EPSG:3832 (PDC Mercator) whose x axis is
-                       continuous over the antimeridian)
-* ``not_a_raster`` / ``truncated`` for bad input
+* ``antimeridian``     3 bands uint8 crossing 180° longitude near Fiji, in EPSG:3832 (PDC Mercator), whose
+                       x axis is continuous over the antimeridian (its WGS84 footprint crosses 180°)
+* ``not_a_raster`` / ``truncated`` / ``truncated_cog`` / ``corrupt_middle_tile`` for bad input
 """
 
 from __future__ import annotations
@@ -238,6 +237,23 @@ def truncated_cog(path: Path, size: int = DEFAULT_SIZE) -> Path:
     full.unlink()
     cog.unlink()
     path.write_bytes(raw[: len(raw) * 2 // 3])
+    return path
+
+
+def corrupt_middle_tile(path: Path, size: int = 1024) -> Path:
+    """A DEFLATE GeoTIFF whose first and last tiles are intact but a tile in the middle does not decode."""
+    full = path.with_name(path.stem + "_full.tif")
+    multiband_int16(full, size)
+    with rasterio.open(full) as src:
+        profile, data = src.profile, src.read()
+    full.unlink()
+    profile.update(compress="deflate")
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+    raw = bytearray(path.read_bytes())
+    middle = len(raw) // 2
+    raw[middle : middle + 4000] = b"\xff" * 4000
+    path.write_bytes(bytes(raw))
     return path
 
 

@@ -1,22 +1,25 @@
 """process_raster through the CoreMachine (driven in the test's thread) on a real database and local storage:
-temp files always removed, a failed job leaves no outputs, a retried task overwrites."""
+temp files always removed (stale ones swept), a failed or cancelled run leaves no outputs (the job's clean-up
+hook, and late tasks removing their own upload), a retried task overwrites, an item is not taken over by
+another source."""
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import jobs.process_raster as job_module
-from core.errors import InvalidInput, StorageUnavailable
+from core.errors import Conflict, InvalidInput, StorageUnavailable
 from core.models import JobStatus
 from core.settings import RasterSettings
+from jobs.process_raster import claim_blob, default_item_id, output_blob
 from services.stac.catalog import get_item
 from tests.helpers import rasters
 from tests.helpers.driver import Driver
-
-pytestmark = pytest.mark.filterwarnings("ignore:Use `@` matmul:PendingDeprecationWarning")
 
 
 @pytest.fixture
@@ -27,13 +30,39 @@ def scratch(driver: Driver, tmp_path: Path) -> Path:
     return folder
 
 
+@pytest.fixture
+def uploads(driver: Driver, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The blob names uploaded to the output container, in order (the uploads themselves are real)."""
+    real = driver.ctx.storage.upload_file
+    seen: list[str] = []
+
+    def recording(container: str, name: str, path: Path, **kwargs: Any) -> Any:
+        result = real(container, name, path, **kwargs)
+        if container == "silver":
+            seen.append(name)
+        return result
+
+    monkeypatch.setattr(driver.ctx.storage, "upload_file", recording)
+    return seen
+
+
 def _upload(driver: Driver, tmp_path: Path, kind: str = "rgb", blob: str = "in/scene.tif") -> str:
     driver.ctx.storage.upload_file("bronze", blob, rasters.make(kind, tmp_path / "src", 256))
     return blob
 
 
+def _paths(blob: str, tiers: tuple[str, ...], collection: str = "cogs", item_id: str | None = None) -> list[str]:
+    item = item_id or default_item_id(blob)
+    return sorted(output_blob(collection, item, tier) for tier in tiers)
+
+
 def _outputs(driver: Driver) -> list[str]:
-    return sorted(b.name for b in driver.ctx.storage.iter_blobs("silver"))
+    """The COGs in the output container."""
+    return sorted(b.name for b in driver.ctx.storage.iter_blobs("silver") if b.name.endswith(".tif"))
+
+
+def _claims(driver: Driver) -> list[str]:
+    return sorted(b.name for b in driver.ctx.storage.iter_blobs("silver") if b.name.endswith("/_source.json"))
 
 
 def _error(driver: Driver, job_id: str) -> dict[str, Any]:
@@ -42,18 +71,48 @@ def _error(driver: Driver, job_id: str) -> dict[str, Any]:
     return details
 
 
+def _cleaned(driver: Driver, job_id: str) -> list[dict[str, Any]]:
+    rows = driver.sql(
+        "SELECT details FROM geoetl.job_events WHERE job_id = %s AND event = 'job_cleaned_up' ORDER BY event_id",
+        (job_id,),
+    )
+    return [row["details"] for row in rows]  # type: ignore[misc]
+
+
+def _fail(driver: Driver, job_id: str) -> None:
+    """Run the job to its failure, then its clean-up message."""
+    assert driver.run(job_id) is JobStatus.FAILED
+    driver.step()
+
+
+ALL = ("analysis", "archive", "visualization")
+
+
 def test_completed_job_leaves_no_temp_files(driver: Driver, scratch: Path, tmp_path: Path) -> None:
     blob = _upload(driver, tmp_path)
     job_id = driver.machine.submit("process_raster", {"blob_name": blob, "output_tier": "all"}).job.job_id
     assert driver.run(job_id) is JobStatus.COMPLETED
-    assert _outputs(driver) == [
-        f"cogs/cogs/in-scene/in-scene_{t}.tif" for t in ("analysis", "archive", "visualization")
-    ]
+    assert _outputs(driver) == _paths(blob, ALL)
     assert scratch.is_dir() and list(scratch.iterdir()) == []
+    driver.step()
+    assert _cleaned(driver, job_id) == []  # a completed job is not cleaned up
+
+
+def test_stale_temp_folders_of_killed_workers_are_swept(driver: Driver, scratch: Path, tmp_path: Path) -> None:
+    stale, recent = scratch / "raster-task-killed-abc", scratch / "raster-task-running-def"
+    for folder in (stale, recent):
+        folder.mkdir(parents=True)
+        (folder / "half.tif").write_bytes(b"partial")
+    past = time.time() - 7 * 3600  # older than RASTER_TEMP_MAX_AGE_HOURS (6)
+    os.utime(stale, (past, past))
+    blob = _upload(driver, tmp_path)
+    job_id = driver.machine.submit("process_raster", {"blob_name": blob}).job.job_id
+    assert driver.run(job_id) is JobStatus.COMPLETED
+    assert sorted(p.name for p in scratch.iterdir()) == [recent.name]
 
 
 def test_stac_failure_removes_every_output(
-    driver: Driver, scratch: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    driver: Driver, scratch: Path, tmp_path: Path, uploads: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def refuse(db: object, item: object) -> None:
         raise InvalidInput("the catalogue refused the item")
@@ -62,15 +121,20 @@ def test_stac_failure_removes_every_output(
     blob = _upload(driver, tmp_path)
     job_id = driver.machine.submit("process_raster", {"blob_name": blob, "output_tier": "both"}).job.job_id
     assert driver.run(job_id) is JobStatus.FAILED
+    expected = _paths(blob, ("analysis", "visualization"))
+    assert _outputs(driver) == expected  # written, until the clean-up
+    driver.step()
     error = _error(driver, job_id)
     assert error["details"]["stage"] == 3 and "refused" in error["details"]["error"]["message"]
-    assert _outputs(driver) == []
+    assert sorted(uploads) == expected and _outputs(driver) == [] and _claims(driver) == []
+    claim = claim_blob("cogs", default_item_id(blob))
+    assert _cleaned(driver, job_id) == [{"container": "silver", "removed": sorted([*expected, claim]), "kept": []}]
     assert list(scratch.iterdir()) == []
-    assert get_item(driver.ctx.db, "cogs", "in-scene") is None
+    assert get_item(driver.ctx.db, "cogs", default_item_id(blob)) is None
 
 
 def test_a_tier_failing_for_good_removes_its_siblings(
-    driver: Driver, scratch: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    driver: Driver, scratch: Path, tmp_path: Path, uploads: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     real = job_module.make_cog  # type: ignore[attr-defined]
 
@@ -84,10 +148,85 @@ def test_a_tier_failing_for_good_removes_its_siblings(
     blob = _upload(driver, tmp_path)
     job_id = driver.machine.submit("process_raster", {"blob_name": blob, "output_tier": "all"}).job.job_id
     assert driver.run(job_id) is JobStatus.FAILED
+    assert _outputs(driver) == _paths(blob, ("analysis", "visualization"))  # the siblings were uploaded
+    driver.step()
     error = _error(driver, job_id)
     assert error["details"]["stage"] == 2 and error["details"]["attempts"] == 4  # retried: a retryable error
     assert _outputs(driver) == []
     assert list(scratch.iterdir()) == []
+
+
+def test_a_tier_uploaded_by_an_earlier_attempt_is_removed_when_a_later_one_fails_for_good(
+    driver: Driver, scratch: Path, tmp_path: Path, uploads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attempt 1 uploads, then fails (retryable); attempt 2 fails permanently before uploading."""
+    real_publish = job_module._publish
+    real_convert = job_module._convert
+    attempts: list[int] = []
+
+    def publish_then_fail(context: Any, container: str, blob: str, local: Path) -> None:
+        real_publish(context, container, blob, local)
+        raise StorageUnavailable("the connection broke after the upload")
+
+    def convert(params: Any, plan: Any, context: Any, local: Path) -> Any:
+        attempts.append(context.attempt)
+        if context.attempt > 1:
+            raise InvalidInput("the source changed meanwhile and is no longer a raster")
+        return real_convert(params, plan, context, local)
+
+    monkeypatch.setattr(job_module, "_publish", publish_then_fail)
+    monkeypatch.setattr(job_module, "_convert", convert)
+    blob = _upload(driver, tmp_path)
+    job_id = driver.machine.submit("process_raster", {"blob_name": blob}).job.job_id
+    assert driver.run(job_id) is JobStatus.FAILED
+    assert attempts == [1, 2]
+    assert uploads == _paths(blob, ("analysis",)) and _outputs(driver) == uploads  # left by attempt 1
+    driver.step()
+    assert _outputs(driver) == []
+
+
+def test_a_late_tier_finishing_after_the_job_ended_removes_its_own_upload(
+    driver: Driver, scratch: Path, tmp_path: Path, uploads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job is cancelled (its clean-up already sent) while a tier task uploads: the task takes it back."""
+    real_upload = driver.ctx.storage.upload_file
+    job_ids: list[str] = []
+
+    def upload_then_cancel(container: str, name: str, path: Path, **kwargs: Any) -> Any:
+        result = real_upload(container, name, path, **kwargs)  # (the recording fixture's wrapper)
+        driver.machine.cancel(job_ids[0])  # meanwhile, elsewhere
+        return result
+
+    blob = _upload(driver, tmp_path)
+    job_id = driver.machine.submit("process_raster", {"blob_name": blob, "output_tier": "analysis"}).job.job_id
+    job_ids.append(job_id)
+    monkeypatch.setattr(driver.ctx.storage, "upload_file", upload_then_cancel)
+    assert driver.run(job_id) is JobStatus.CANCELLED
+    assert uploads == _paths(blob, ("analysis",))  # it was uploaded ...
+    assert _outputs(driver) == []  # ... and removed by the task itself, before any clean-up ran
+    driver.step()
+    claim = claim_blob("cogs", default_item_id(blob))
+    assert _cleaned(driver, job_id) == [{"container": "silver", "removed": [claim], "kept": []}]
+
+
+def test_clean_up_removes_what_a_killed_worker_left_and_keeps_published_outputs(
+    driver: Driver, scratch: Path, tmp_path: Path
+) -> None:
+    blob = _upload(driver, tmp_path)
+    first = driver.machine.submit("process_raster", {"blob_name": blob, "output_tier": "analysis"}).job.job_id
+    assert driver.run(first) is JobStatus.COMPLETED
+    [published] = _outputs(driver)
+    # a second run of the same source for more tiers; a killed worker had left a half archive tier, and
+    # the run then fails (its source is replaced by a text file)
+    archive = _paths(blob, ("archive",))[0]
+    driver.ctx.storage.write_bytes("silver", archive, b"half a COG")
+    driver.ctx.storage.upload_file("bronze", blob, rasters.not_a_raster(tmp_path / "text.tif"))
+    second = driver.machine.submit("process_raster", {"blob_name": blob, "output_tier": "all"}).job.job_id
+    _fail(driver, second)
+    assert _cleaned(driver, second) == [{"container": "silver", "removed": [archive], "kept": [published]}]
+    assert _outputs(driver) == [published]  # the item of the first run still points at a real file
+    assert driver.machine.cleanup(second, 1) == "cleaned"  # idempotent
+    assert _outputs(driver) == [published]
 
 
 def test_a_retried_tier_overwrites_its_output(
@@ -103,18 +242,60 @@ def test_a_retried_tier_overwrites_its_output(
             raise StorageUnavailable("connection reset after the upload")  # uploaded, but the task fails
         return result
 
-    blob = _upload(driver, tmp_path, "dem", "in/dem.tif")
+    blob = _upload(driver, tmp_path, "dem", "dem.tif")
     monkeypatch.setattr(driver.ctx.storage, "upload_file", flaky_upload)
     job_id = driver.machine.submit("process_raster", {"blob_name": blob, "output_tier": "all"}).job.job_id
     assert driver.run(job_id) is JobStatus.COMPLETED
     outputs = _outputs(driver)
-    assert outputs == ["cogs/cogs/in-dem/in-dem_analysis.tif", "cogs/cogs/in-dem/in-dem_archive.tif"]
+    assert outputs == ["cogs/cogs/dem/dem_analysis.tif", "cogs/cogs/dem/dem_archive.tif"]
     assert sorted(calls) == sorted(outputs * 2)
     assert list(scratch.iterdir()) == []
-    item = get_item(driver.ctx.db, "cogs", "in-dem")
+    item = get_item(driver.ctx.db, "cogs", "dem")
     assert item is not None
     size = driver.ctx.storage.properties("silver", outputs[0]).size
     assert item["assets"]["analysis"]["file:size"] == size
+
+
+def test_an_item_of_another_source_is_not_taken_over(driver: Driver, scratch: Path, tmp_path: Path) -> None:
+    a = _upload(driver, tmp_path, "rgb", "a/b.tif")
+    b = _upload(driver, tmp_path, "dem", "a-b.tif")
+    assert default_item_id(a) != default_item_id(b)  # the default ids no longer collide
+    first = driver.machine.submit("process_raster", {"blob_name": a, "item_id": "shared"}).job.job_id
+    # submitted before the first is catalogued: only the validate stage can see the conflict
+    second = driver.machine.submit("process_raster", {"blob_name": b, "item_id": "shared"}).job.job_id
+    assert driver.run(first) is JobStatus.COMPLETED
+    published = _outputs(driver)
+    _fail(driver, second)
+    error = _error(driver, second)["details"]
+    assert error["stage"] == 1 and error["attempts"] == 1 and error["error"]["code"] == "conflict"
+    assert "STAC item cogs/shared belongs to another source" in error["error"]["message"]
+    assert _outputs(driver) == published  # the clean-up kept the other source's files
+    item = get_item(driver.ctx.db, "cogs", "shared")
+    assert item is not None and item["assets"]["analysis"]["raster:bands"][0]["data_type"] == "uint8"
+    with pytest.raises(Conflict, match="already exists and was made from another source"):  # at submit: 409
+        driver.machine.submit("process_raster", {"blob_name": b, "item_id": "shared", "output_tier": "all"})
+
+
+def test_rasters_over_the_size_budget_are_refused_in_validation(driver: Driver, scratch: Path, tmp_path: Path) -> None:
+    driver.ctx.settings.raster = RasterSettings(raster_temp_dir=scratch, raster_max_source_bytes=100_000)
+    blob = _upload(driver, tmp_path)  # 256 x 256 x 3 bytes = 196,608
+    job_id = driver.machine.submit("process_raster", {"blob_name": blob}).job.job_id
+    _fail(driver, job_id)
+    error = _error(driver, job_id)["details"]
+    assert error["attempts"] == 1 and "RASTER_MAX_SOURCE_BYTES" in error["error"]["message"]
+    assert _outputs(driver) == []
+
+
+def test_small_rasters_are_converted_in_memory_larger_ones_through_a_file(
+    driver: Driver, scratch: Path, tmp_path: Path
+) -> None:
+    blob = _upload(driver, tmp_path)
+    for in_memory_mb, expected in ((64, True), (0, False)):
+        driver.ctx.settings.raster = RasterSettings(raster_temp_dir=scratch, raster_in_memory_max_mb=in_memory_mb)
+        job = driver.machine.submit("process_raster", {"blob_name": blob, "collection_id": f"mem{in_memory_mb}"})
+        assert driver.run(job.job.job_id) is JobStatus.COMPLETED
+        rows = driver.sql("SELECT parameters FROM geoetl.tasks WHERE job_id = %s AND stage = 2", (job.job.job_id,))
+        assert [row["parameters"]["in_memory"] for row in rows] == [expected]  # type: ignore[index]
 
 
 def test_same_parameters_are_the_same_job(driver: Driver, tmp_path: Path) -> None:

@@ -15,8 +15,6 @@ from services.raster.cog import make_cog
 from services.raster.inspect import inspect_raster
 from tests.helpers import rasters
 
-pytestmark = pytest.mark.filterwarnings("ignore:Use `@` matmul:PendingDeprecationWarning")
-
 
 @pytest.mark.parametrize(
     ("kind", "raster_type", "visualization"),
@@ -169,3 +167,63 @@ def test_reprojecting_across_the_antimeridian_to_wgs84_keeps_one_piece(tmp_path:
         assert (mask > 0).mean() > 0.9
     item = build_raster_item(out, item_id="fiji", collection_id="cogs", statistics=False)
     assert item["geometry"]["type"] == "MultiPolygon" and item["bbox"][0] > item["bbox"][2]
+
+
+@pytest.mark.parametrize("target_crs", [None, "EPSG:3857"])
+@pytest.mark.parametrize("tier", ["analysis", "archive"])
+def test_lossless_tiers_keep_the_metadata(tmp_path: Path, tier: str, target_crs: str | None) -> None:
+    source = rasters.dem_float32(tmp_path / "dem.tif", 512)
+    with rasterio.open(source, "r+") as dst:
+        dst.update_tags(ns="PROVIDER", licence="CC-BY-4.0")
+        dst.update_tags(acquired="2024-01-01")
+        dst.scales, dst.offsets, dst.units = (0.5,), (10.0,), ("metre",)
+    _, dataset = _cog(tmp_path, source, tier, target_crs=target_crs)
+    with dataset:
+        assert dataset.tags()["acquired"] == "2024-01-01"
+        assert dataset.tags().get("PROVIDER.licence") == ("CC-BY-4.0" if tier == "archive" else None)
+        assert dataset.descriptions == ("elevation",) and dataset.tags(1)["units"] == "metre"
+        assert (dataset.units, dataset.scales, dataset.offsets) == (("metre",), (0.5,), (10.0,))
+        assert dataset.nodata == rasters.DEM_NODATA and dataset.overviews(1)
+    assert not list(tmp_path.glob("*.metadata.tif"))  # the staging copy is gone
+
+
+def test_a_reprojected_rgb_keeps_its_mask_and_tags(tmp_path: Path) -> None:
+    source = rasters.rgb_uint8(tmp_path / "rgb.tif", 256)
+    with rasterio.open(source, "r+") as dst:
+        for band, name in enumerate(("red", "green", "blue"), start=1):
+            dst.set_band_description(band, name)
+    _, dataset = _cog(tmp_path, source, "archive", target_crs="EPSG:32632")
+    with dataset:
+        assert dataset.descriptions == ("red", "green", "blue") and dataset.tags()["kind"] == "rgb"
+        mask = dataset.dataset_mask()
+        assert 0 < (mask == 0).sum() < mask.size and dataset.mask_flag_enums[0] == [
+            rasterio.enums.MaskFlags.per_dataset
+        ]
+
+
+def test_source_size_budget_and_float_nodata_range(tmp_path: Path) -> None:
+    rgb = str(rasters.rgb_uint8(tmp_path / "rgb.tif", 64))  # 64 x 64 x 3 bytes
+    assert inspect_raster(rgb, max_bytes=64 * 64 * 3).count == 3
+    with pytest.raises(InvalidInput, match=r"at most 0\.0 GiB \(RASTER_MAX_SOURCE_BYTES\).*function's time limit"):
+        inspect_raster(rgb, max_bytes=64 * 64 * 3 - 1)
+    dem = str(rasters.dem_float32(tmp_path / "dem.tif", 32))
+    with pytest.raises(InvalidInput, match="nodata 1e\\+39 does not fit the raster's data type float32"):
+        inspect_raster(dem, nodata=1e39)
+    assert inspect_raster(dem, nodata=-3.0e38).nodata == -3.0e38
+
+
+@pytest.mark.parametrize(
+    ("target_crs", "message"),
+    [
+        ("EPSG:4978", "not a map projection or a geographic CRS"),
+        ("EPSG:5703", "not a map projection or a geographic CRS"),
+        ("+proj=ortho +lat_0=-60 +lon_0=-100", "cannot be reprojected to target_crs"),  # the far side
+    ],
+)
+def test_target_crs_the_raster_cannot_go_to_is_refused_in_validation(
+    tmp_path: Path, target_crs: str, message: str
+) -> None:
+    dem = str(rasters.dem_float32(tmp_path / "dem.tif", 32))
+    with pytest.raises(InvalidInput, match=message):
+        inspect_raster(dem, target_crs=target_crs)
+    assert inspect_raster(dem, target_crs="EPSG:3031").crs == "EPSG:32633"

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from core.errors import InvalidInput
+from core.errors import InvalidInput, ServiceUnavailable
 from core.settings import DatabaseSettings, RasterSettings
 from infrastructure.db.database import Database
 from services.stac import catalog
@@ -73,13 +74,28 @@ def test_default_collections_are_created_once_and_valid(db: Database) -> None:
     assert status["missing_default_collections"] == []
 
 
-def test_concurrent_ensure_collection_creates_it_once(db: Database) -> None:
-    results: list[bool] = []
-    threads = [threading.Thread(target=lambda: results.append(catalog.ensure_collection(db, "race"))) for _ in range(4)]
+def in_threads(*calls: Callable[[], Any]) -> list[Any]:
+    """Run each call in a thread of its own; every result, and a failure in any thread fails the test."""
+    results: list[Any] = [None] * len(calls)
+    errors: list[BaseException] = []
+
+    def work(index: int, call: Callable[[], Any]) -> None:
+        try:
+            results[index] = call()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(i, call)) for i, call in enumerate(calls)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
+    assert errors == []
+    return results
+
+
+def test_concurrent_ensure_collection_creates_it_once(db: Database) -> None:
+    results = in_threads(*[lambda: catalog.ensure_collection(db, "race")] * 4)
     assert sorted(results) == [False, False, False, True]
 
 
@@ -214,7 +230,7 @@ def test_limits_tokens_and_filters_the_database_refuses(loaded: Database) -> Non
         search(loaded, parse_search({"limit": 5000}), SETTINGS)
     with pytest.raises(InvalidInput, match="pgstac refused"):
         search(loaded, parse_search({"token": "next:nonsense"}), SETTINGS)
-    with pytest.raises(InvalidInput, match="pgstac refused"):
+    with pytest.raises(InvalidInput, match="unknown operator 'no-such-op'"):
         search(loaded, parse_search({"filter": {"op": "no-such-op", "args": [1]}}), SETTINGS)
 
 
@@ -252,16 +268,8 @@ def test_bulk_upsert_is_idempotent_and_sets_the_extent(db: Database) -> None:
 def test_catalog_and_search_work_through_pgbouncer_transaction_mode(pgbouncer: DatabaseSettings) -> None:
     db = Database(DatabaseSettings(**{**pgbouncer.model_dump(), "pg_pool_max_size": 3}))
     try:
-        threads = [
-            threading.Thread(
-                target=catalog.upsert_item, args=(db, box_item(f"p{i}", i, 0, i + 1, 1, "2024-01-01T00:00:00Z"))
-            )
-            for i in range(6)
-        ]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        items = [box_item(f"p{i}", i, 0, i + 1, 1, "2024-01-01T00:00:00Z") for i in range(6)]
+        in_threads(*[lambda item=item: catalog.upsert_item(db, item) for item in items])  # type: ignore[misc]
         assert catalog.item_counts(db) == {"things": 6}
         everything = [f["id"] for f in iter_search(db, parse_search({"limit": 2, "collections": ["things"]}), SETTINGS)]
         assert sorted(everything) == [f"p{i}" for i in range(6)]
@@ -274,3 +282,149 @@ def test_extent_keeps_fractions_of_a_second(db: Database) -> None:
     catalog.upsert_item(db, box_item("f", 0, 0, 1, 1, "2024-05-01T10:00:00.250Z"))
     interval = catalog.get_collection(db, "things")["extent"]["temporal"]["interval"]  # type: ignore[index]
     assert interval == [["2024-05-01T10:00:00.250000Z", "2024-05-01T10:00:00.250000Z"]]
+
+
+# -- review fixes: antimeridian bbox, bad filters, long tokens, created kept, time zones, order ----------------
+
+
+def crossing_item(item_id: str, south: float, north: float, when: str = "2024-01-01T00:00:00Z") -> dict[str, Any]:
+    """An item from 179°E to 179°W: a MultiPolygon split at 180°, bbox west > east."""
+    item = box_item(item_id, 179, south, 180, north, when)
+    item["geometry"] = {
+        "type": "MultiPolygon",
+        "coordinates": [
+            [[[179, south], [180, south], [180, north], [179, north], [179, south]]],
+            [[[-180, south], [-179, south], [-179, north], [-180, north], [-180, south]]],
+        ],
+    }
+    item["bbox"] = [179, south, -179, north]
+    return item
+
+
+def test_a_bbox_crossing_the_antimeridian_searches_across_it_not_the_rest_of_the_world(loaded: Database) -> None:
+    catalog.upsert_item(loaded, crossing_item("dateline", 0, 1))  # same latitudes as i0..i5 (0..6°E)
+    catalog.upsert_item(loaded, crossing_item("dateline-north", 20, 21))
+    assert run(loaded, bbox=[178, -5, -178, 5]) == ["dateline"]
+    assert run(loaded, bbox=[178, -5, 0, -178, 5, 100]) == ["dateline"]  # with heights
+    assert run(loaded, bbox=[179.5, 0.2, 179.9, 0.8]) == ["dateline"]  # west part only, no crossing
+    assert run(loaded, bbox=[170, -5, 2.5, 5]) == ["dateline", "i0", "i1", "i2"]  # 170°E over 180° to 2.5°E
+    assert run(loaded, bbox=[-5, -5, 2.5, 5]) == ["i0", "i1", "i2"]
+    body = parse_search({"bbox": [178, -5, -178, 5]}).pgstac_body(SETTINGS)
+    assert "bbox" not in body and body["intersects"]["type"] == "MultiPolygon"
+
+
+@pytest.mark.parametrize(
+    "expression, problem",
+    [
+        ({"op": "and", "args": []}, "'and' operator takes at least 2 arguments, not 0"),
+        ({"op": "+", "args": [1, 2]}, "'+' operator makes a value, not a condition"),
+        ({"op": "casei", "args": [{"property": "title"}]}, "'casei' operator makes a value"),
+        (
+            {
+                "op": "s_intersects",
+                "args": [{"property": "geometry"}, {"type": "Polygon", "coordinates": [[[0, 0], [1, 1]]]}],
+            },
+            "args[1]: not a valid GeoJSON geometry",
+        ),
+        ({"op": "<", "args": [{"property": "geometry"}, 5]}, "args[0]: the 'geometry' property can only be used"),
+        ({"op": "not", "args": []}, "'not' operator takes 1 argument, not 0"),
+        ({"op": "=", "args": [{"property": "cloud"}]}, "'=' operator takes 2 arguments, not 1"),
+        ({"op": "between", "args": [{"property": "cloud"}, 1]}, "'between' operator takes 3 arguments"),
+        ({"op": "in", "args": [{"property": "cloud"}, 3]}, "non-empty list of values"),
+        ({"op": "or", "args": [{"op": "=", "args": [1, 1]}, 5]}, "args[1]: must be a condition"),
+        ({"op": "t_intersects", "args": [{"property": "datetime"}, "2024"]}, "temporal operand"),
+        ({"op": "t_after", "args": [{"property": "datetime"}, {"timestamp": "2024-01-01T00:00:00"}]}, "time zone"),
+        ({"op": "=", "args": [{"op": "nope", "args": [1]}, 1]}, "args[0]: unknown operator 'nope'"),
+        ({"op": "=", "args": [{"op": "*", "args": ["a", 2]}, 1]}, "'*' operator takes numbers"),
+        ({"op": "a_contains", "args": [{"property": "tags"}, [{"x": 1}]]}, "list of strings or numbers"),
+        ({"op": "=", "args": [{"property": "cloud"}, 1], "extra": 1}, "unexpected keys"),
+        ({"op": "s_intersects", "args": [{"property": "geometry"}, [0, 0, 1]]}, "bbox operand"),
+    ],
+)
+def test_filters_pgstac_cannot_run_are_refused_naming_the_place(expression: dict[str, Any], problem: str) -> None:
+    with pytest.raises(InvalidInput, match=re.escape(problem)):
+        parse_search({"filter": expression})
+
+
+def test_filters_the_database_refuses_are_invalid_input_not_unavailable(loaded: Database) -> None:
+    # these pass the checks but pgstac makes SQL PostgreSQL refuses (no such function or operator for a text column)
+    for expression in (
+        {"op": "a_contains", "args": [{"property": "id"}, ["a"]]},
+        {"op": "=", "args": [{"op": "+", "args": [{"property": "id"}, 1]}, 6]},
+    ):
+        with pytest.raises(InvalidInput, match=r"filter refused: .*does not exist"):
+            search(loaded, parse_search({"filter": expression}), SETTINGS)
+    good = {"op": "=", "args": [{"op": "+", "args": [{"property": "cloud"}, 5]}, 25]}
+    assert run(loaded, filter=good) == ["i2"]
+    assert run(loaded, filter={"op": "isNull", "args": [{"property": "cloud"}]}) == ["other"]
+    span = {"interval": ["2024-01-02T00:00:00Z", "2024-01-04T00:00:00Z"]}
+    assert run(loaded, filter={"op": "t_intersects", "args": [{"property": "datetime"}, span]}) == ["i1", "i2", "i3"]
+
+
+def test_a_database_without_pgstac_is_unavailable_not_a_bad_filter(db: Database) -> None:
+    with db.transaction() as conn:
+        conn.execute("ALTER FUNCTION pgstac.search(jsonb) RENAME TO search_moved_away")
+    with pytest.raises(ServiceUnavailable, match="pgstac is not installed"):
+        search(db, parse_search({"filter": {"op": "=", "args": [{"property": "id"}, "x"]}}), SETTINGS)
+
+
+def test_pages_with_the_longest_ids_follow_their_tokens(db: Database) -> None:
+    collection, prefix = "c" * 255, "i" * 253
+    for i in range(3):
+        catalog.upsert_item(db, box_item(f"{prefix}-{i}", i, 0, i + 1, 1, f"2024-01-0{i + 1}T00:00:00Z", collection))
+    request = parse_search({"collections": [collection], "limit": 1, "sortby": [{"field": "id"}]})
+    seen, page = [], search(db, request, SETTINGS)
+    while True:
+        seen += [f["id"] for f in page.features]
+        if not page.next_token:
+            break
+        assert len(page.next_token) > 1000
+        request = parse_search({**request.model_dump(by_alias=True, exclude_none=True), "token": page.next_token})
+        page = search(db, request, SETTINGS)
+    assert seen == [f"{prefix}-{i}" for i in range(3)]
+
+
+def test_replacing_an_item_keeps_its_created_and_takes_the_new_updated(db: Database) -> None:
+    first = box_item(
+        "c1", 0, 0, 1, 1, "2024-01-01T00:00:00Z", created="2024-02-01T00:00:00Z", updated="2024-02-01T00:00:00Z"
+    )
+    catalog.upsert_item(db, first)
+    again = box_item(
+        "c1", 0, 0, 1, 1, "2024-01-01T00:00:00Z", created="2024-03-01T00:00:00Z", updated="2024-03-01T00:00:00Z"
+    )
+    catalog.upsert_item(db, again)
+    props = catalog.get_item(db, "things", "c1")["properties"]  # type: ignore[index]
+    assert (props["created"], props["updated"]) == ("2024-02-01T00:00:00Z", "2024-03-01T00:00:00Z")
+    assert again["properties"]["created"] == "2024-03-01T00:00:00Z"  # the caller's dict is left alone
+
+    bulk = [box_item(f"c{i}", i, 0, i + 1, 1, "2024-01-01T00:00:00Z", created="2024-04-01T00:00:00Z") for i in (1, 2)]
+    catalog.upsert_items(db, bulk)
+    created = {i: catalog.get_item(db, "things", i)["properties"]["created"] for i in ("c1", "c2")}  # type: ignore[index]
+    assert created == {"c1": "2024-02-01T00:00:00Z", "c2": "2024-04-01T00:00:00Z"}
+
+
+@pytest.mark.parametrize(
+    "value", ["2024-01-01", "2024-01-01T00:00:00", "2024-01-01T00:00:00Z/2024-01-02", "../2024-01-02T00:00:00"]
+)
+def test_a_search_datetime_without_a_time_zone_is_refused(value: str) -> None:
+    with pytest.raises(InvalidInput, match="no time zone"):
+        parse_search({"datetime": value})
+
+
+def test_search_datetimes_with_offsets_are_instants(loaded: Database) -> None:
+    assert run(loaded, datetime="2024-01-02T02:00:00+02:00") == ["i1"]  # = 2024-01-02T00:00:00Z
+    assert run(loaded, datetime="2024-01-01T20:00:00-04:00/2024-01-03T00:00:00.5Z") == ["i1", "i2"]
+    with pytest.raises(InvalidInput, match="RFC 3339"):
+        parse_search({"datetime": "20240101T000000Z"})
+
+
+def test_sortby_orders_the_results(loaded: Database) -> None:
+    def ordered(**body: Any) -> list[str]:
+        return [f["id"] for f in search(loaded, parse_search({"collections": ["things"], **body}), SETTINGS).features]
+
+    days = [f"i{i}" for i in range(6)]
+    assert ordered(sortby=[{"field": "datetime", "direction": "desc"}]) == days[::-1]
+    assert ordered(sortby=[{"field": "datetime", "direction": "asc"}]) == days
+    assert ordered(sortby=[{"field": "cloud", "direction": "desc"}]) == days[::-1]
+    query = SearchQuery.model_validate({"collections": "things", "sortby": "-datetime", "limit": "3"})
+    assert [f["id"] for f in search(loaded, query.to_request(), SETTINGS).features] == ["i5", "i4", "i3"]

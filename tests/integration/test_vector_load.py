@@ -16,6 +16,7 @@ from infrastructure.context import AppContext
 from services.vector import ingest
 from services.vector.names import ledger_name
 from tests.helpers import vectors
+from tests.helpers.driver import Driver
 from tests.plugins.app import make_context
 
 JOB = "f" * 64
@@ -177,3 +178,47 @@ def test_types_survive_both_copy_formats(ctx: AppContext) -> None:
         if extra:
             assert first["clock"] == time(12, 30) and first["money"] == Decimal("12.34")
             assert first["tags"] == ["a", "b"] and second["tags"] is None
+
+
+def test_a_cancelled_ingest_is_cleaned_up(driver: Driver, machine_context: AppContext, tmp_path: Path) -> None:
+    """Cancelled after prepare (staging tables and chunks exist): the job's clean-up removes them all."""
+    path = vectors.write(vectors.points_frame(100), tmp_path / "gone.geojson", driver="GeoJSON")
+    machine_context.storage.upload_file("bronze", "gone.geojson", path)
+    job = driver.machine.submit("ingest_vector", {"blob_name": "gone.geojson", "chunk_size": 40}).job
+    driver.step_jobs()
+    driver.step_tasks()  # prepare: staging tables, ledger and chunks now exist
+    staging = driver.sql(
+        "SELECT count(*) AS n FROM pg_tables WHERE schemaname = 'geo' AND tablename LIKE '\\_ingest\\_%%'"
+    )
+    assert staging[0]["n"] == 2
+    assert list(machine_context.storage.iter_blobs("silver", f"tmp/ingest_vector/{job.job_id}/"))
+    driver.machine.cancel(job.job_id)
+    while driver.step():
+        pass
+    assert driver.status(job.job_id) == "cancelled"
+    left = driver.sql("SELECT count(*) AS n FROM pg_tables WHERE schemaname = 'geo'")
+    assert left[0]["n"] == 0
+    assert list(machine_context.storage.iter_blobs("silver", "tmp/ingest_vector/")) == []
+    events = driver.sql(
+        "SELECT details FROM geoetl.job_events WHERE job_id = %s AND event = 'job_cleaned_up'", (job.job_id,)
+    )
+    assert len(events) == 1 and len(events[0]["details"]["dropped_tables"]) == 2  # type: ignore[index]
+
+
+def test_the_steps_work_behind_pgbouncer(pgbouncer: DatabaseSettings, tmp_path: Path) -> None:
+    """Prepare, parallel loads (binary COPY) and the finalize (index builds on several connections, advisory
+    lock, swap) through PgBouncer in transaction mode: no session state anywhere."""
+    context = make_context(pgbouncer, tmp_path / "storage")
+    try:
+        opts, plan = prepared(context, tmp_path, n=100)
+        threads = [threading.Thread(target=load, args=(context, chunk)) for chunk in plan["chunks"]]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        done = ingest.finalize(
+            opts, plan, job_id=JOB, storage=context.storage, db=context.db, settings=context.settings
+        )
+        assert done["tables"][0]["rows"] == 100 and count(context, "twice") == 100
+    finally:
+        context.close()

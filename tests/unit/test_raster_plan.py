@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import time
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
+from core.errors import InvalidInput
 from jobs.process_raster import (
     TIER_SETS,
     ProcessRasterParameters,
     default_item_id,
     output_blob,
 )
-from services.raster.cog import blocksize_for, creation_options
+from services.raster.cog import blocksize_for, creation_options, sweep_stale_temp_dirs
 from services.raster.costs import GIB, monthly_costs, sizes_by_tier
-from services.raster.inspect import TierPlan, overview_resampling, predictor_for, warp_resampling
+from services.raster.inspect import (
+    TierPlan,
+    overview_resampling,
+    parse_crs,
+    predictor_for,
+    require_2d,
+    warp_resampling,
+)
 
 
 def test_parameters_defaults_match_the_issue() -> None:
@@ -21,8 +34,12 @@ def test_parameters_defaults_match_the_issue() -> None:
     assert (params.container_name, params.output_container, params.collection_id) == ("bronze", "silver", "cogs")
     assert params.output_tier == "analysis" and params.raster_type == "auto"
     assert params.item_id is None and params.input_crs is None and params.target_crs is None and params.nodata is None
-    assert params.resolved_item_id() == "a-b"
+    assert params.resolved_item_id() == "a-b-" + _hash("a/b.tif")
     assert params.tiers() == ("analysis",)
+
+
+def _hash(name: str) -> str:
+    return hashlib.sha256(name.encode()).hexdigest()[:8]
 
 
 @pytest.mark.parametrize(
@@ -54,15 +71,50 @@ def test_tier_sets() -> None:
     ("blob", "item_id"),
     [
         ("scene.tif", "scene"),
-        ("imagery/2024/scene one.TIF", "imagery-2024-scene-one"),
-        ("dem/alps_30m.v2.tif", "dem-alps_30m.v2"),
-        ("ünïcode/ßtraße.tif", "n-code-tra-e"),
-        ("---.tif", "raster"),
-        ("noext", "noext"),
+        ("dem_30m.v2.tif", "dem_30m.v2"),
+        ("imagery/2024/scene one.TIF", "imagery-2024-scene-one-" + _hash("imagery/2024/scene one.TIF")),
+        ("dem/alps_30m.v2.tif", "dem-alps_30m.v2-" + _hash("dem/alps_30m.v2.tif")),
+        ("ünïcode/ßtraße.tif", "n-code-tra-e-" + _hash("ünïcode/ßtraße.tif")),
+        ("---.tif", "raster-" + _hash("---.tif")),
+        ("noext", "noext-" + _hash("noext")),
+        ("scene.jp2", "scene-" + _hash("scene.jp2")),
     ],
 )
 def test_default_item_id(blob: str, item_id: str) -> None:
     assert default_item_id(blob) == item_id
+
+
+@pytest.mark.parametrize(
+    "names",
+    [("a/b.tif", "a-b.tif"), ("scene.tif", "scene.jp2", "scene.tiff", "scene"), ("x y.tif", "x-y.tif", "x--y.tif")],
+)
+def test_default_item_ids_of_different_blobs_differ(names: tuple[str, ...]) -> None:
+    """Different sources must not share an item (and its output paths) by default."""
+    assert len({default_item_id(name) for name in names}) == len(names)
+
+
+@pytest.mark.parametrize("crs", ["EPSG:4978", "EPSG:5703", "EPSG:4979"])
+def test_target_crs_must_be_2d_projected_or_geographic(crs: str) -> None:
+    with pytest.raises(InvalidInput, match="target_crs"):
+        require_2d(parse_crs(crs, "target_crs"), crs)
+
+
+@pytest.mark.parametrize("crs", ["EPSG:4326", "EPSG:3857", "EPSG:32633", "+proj=ortho +lat_0=-60 +lon_0=-100"])
+def test_2d_target_crs_are_accepted(crs: str) -> None:
+    require_2d(parse_crs(crs, "target_crs"), crs)
+
+
+def test_stale_temp_folders_are_swept(tmp_path: Path) -> None:
+    old, fresh, other = tmp_path / "raster-old", tmp_path / "raster-fresh", tmp_path / "keep-old"
+    for folder in (old, fresh, other):
+        (folder / "sub").mkdir(parents=True)
+        (folder / "sub" / "x.tif").write_bytes(b"x")
+    past = time.time() - 7 * 3600
+    os.utime(old, (past, past))
+    os.utime(other, (past, past))
+    assert sweep_stale_temp_dirs(tmp_path, 6 * 3600) == 1
+    assert not old.exists() and fresh.exists() and other.exists()
+    assert sweep_stale_temp_dirs(tmp_path / "missing", 1) == 0
 
 
 def test_output_paths_are_deterministic() -> None:

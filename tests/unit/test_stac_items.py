@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import rasterio
+from shapely.geometry import Point, shape
 
 from core.errors import InvalidInput
 from infrastructure.storage.base import GdalPath
@@ -150,3 +154,55 @@ def test_ids_are_checked(bad: str) -> None:
     with pytest.raises(InvalidInput, match="invalid item id"):
         validate_stac_id(bad)
     assert validate_stac_id("rgb_2024-01-01.v2") == "rgb_2024-01-01.v2"
+
+
+def test_datetime_comes_from_the_raster_then_the_fallback_never_from_the_build_time(tmp_path: Path) -> None:
+    plain = rasters.dem_float32(tmp_path / "plain.tif", 32)
+    os.utime(plain, (1_700_000_000, 1_700_000_000))  # 2023-11-14T22:13:20Z
+    first = build_raster_item(plain, item_id="p", collection_id="cogs", statistics=False)
+    again = build_raster_item(plain, item_id="p", collection_id="cogs", statistics=False)
+    assert first["properties"]["datetime"] == again["properties"]["datetime"] == "2023-11-14T22:13:20Z"
+    given = datetime(2024, 6, 1, 12, 30, tzinfo=UTC)
+    blob = GdalPath(str(plain), {})  # a storage path: no local modification time to fall back on
+    assert (
+        build_raster_item(blob, item_id="p", collection_id="cogs", fallback_datetime=given)["properties"]["datetime"]
+        == "2024-06-01T12:30:00Z"
+    )
+
+    tagged = rasters.dem_float32(tmp_path / "tagged.tif", 32)
+    with rasterio.open(tagged, "r+") as dataset:
+        dataset.update_tags(TIFFTAG_DATETIME="2021:03:04 05:06:07")
+    item = build_raster_item(tagged, item_id="t", collection_id="cogs", fallback_datetime=given)
+    assert item["properties"]["datetime"] == "2021-03-04T05:06:07Z"
+    with rasterio.open(tagged, "r+") as dataset:
+        dataset.update_tags(ns="IMAGERY", ACQUISITIONDATETIME="2020-01-02 03:04:05")
+    item = build_raster_item(tagged, item_id="t", collection_id="cogs")
+    assert item["properties"]["datetime"] == "2020-01-02T03:04:05Z"  # the acquisition, before the file's date
+    explicit = build_raster_item(
+        tagged, item_id="t", collection_id="cogs", properties={"datetime": "2019-01-01T00:00:00Z"}
+    )
+    assert explicit["properties"]["datetime"] == "2019-01-01T00:00:00Z"
+    validate_item(explicit)
+
+
+@pytest.mark.parametrize(
+    "bounds, crs, expected_bbox",
+    [
+        ((0.0, -1e6, 1e6, 1e6), "EPSG:3031", [0.0, -90.0, 180.0, -77.037]),  # the south pole on the west edge
+        ((-1e6, -1e6, 0.0, 1e6), "EPSG:3031", [-180.0, -90.0, 0.0, -77.037]),  # ... on the east edge
+        ((0.0, 0.0, 1e6, 1e6), "EPSG:3031", [0.0, -90.0, 90.0, -77.037]),  # ... at a corner
+        ((-1e6, -1e6, 0.0, 1e6), "EPSG:3413", [135.0, 76.999, -45.0, 90.0]),  # the north pole, across 180°
+    ],
+)
+def test_a_pole_on_the_edge_is_reached_over_the_right_longitudes(
+    bounds: tuple[float, float, float, float], crs: str, expected_bbox: list[float]
+) -> None:
+    geometry, bbox = footprint_wgs84(bounds, crs)
+    assert [round(v, 3) for v in bbox] == expected_bbox
+    footprint = shape(geometry)
+    assert footprint.is_valid
+    west, east = expected_bbox[0], expected_bbox[2]
+    middle = (west + east) / 2 if west < east else (west + east + 360) / 2 - 360
+    pole = expected_bbox[1] if expected_bbox[1] == -90.0 else expected_bbox[3]
+    assert footprint.contains(Point(middle, pole * 0.9999))  # near the pole, inside the covered longitudes
+    assert not footprint.contains(Point(middle + 180 if middle < 0 else middle - 180, pole * 0.9999))
