@@ -9,7 +9,7 @@ database on the private PostgreSQL cluster (started if needed), twice: a first l
 * bare ``pgstac.upsert_item()``: one call per item in its own transaction (our wrapper's floor);
 * ``upsert_item``: one transaction per item (collection check, upsert, extent upkeep), one thread;
 * ``upsert_item x T``: the same from T threads (parallel tasks);
-* ``upsert_items``: our bulk path, batches of 500 per transaction;
+* ``upsert_items``: our bulk path, batches of 500 per transaction (dehydrated in Python, COPY, insert);
 * reference ``pypgstac load items <file> --method upsert`` through its Python API (the CLI adds only its
   start-up) over the same items as ndjson.
 

@@ -300,6 +300,13 @@ class VectorSettings(_Settings):
         False,
         description="Load chunks into an UNLOGGED staging table, made LOGGED (crash-safe) before the swap",
     )
+    vector_zip_max_bytes: int = Field(
+        20_000_000_000, ge=1, description="Most bytes the members of a zip/KMZ input may hold uncompressed, in all"
+    )
+    vector_zip_max_ratio: int = Field(
+        1000, ge=1, description="Highest compression ratio of a zip/KMZ member (uncompressed / compressed size)"
+    )
+    vector_zip_max_members: int = Field(10_000, ge=1, description="Most members (files) a zip/KMZ input may hold")
 
 
 class AnalyticsSettings(_Settings):

@@ -20,16 +20,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from core.contract import JobDefinition, JobEnd, JobResults, Parallelism, PreviousStage, Stage, TaskContext
 from core.errors import GeoetlError, InvalidInput
+from core.models import parse_task_id
 from infrastructure.context import get_app_context
 from jobs import registry
 from services.stac.catalog import upsert_item
-from services.vector import chunks as chunk_io
 from services.vector import ingest, tables
 from services.vector.formats import SEPARATORS, format_of
 from services.vector.geometry import resolve_crs, srid_of
-from services.vector.names import PROTECTED_SCHEMAS, STAGING_PREFIX, launder, ledger_name
-
-PLAN_NAME = "plan.json"
+from services.vector.names import PROTECTED_SCHEMAS, STAGING_PREFIX, launder, run_token
 
 
 class IngestVectorParameters(BaseModel):
@@ -107,6 +105,8 @@ class LoadTask(BaseModel):
     blob: str
     rows: int
     staging: str
+    ledger: str
+    plan_blob: str
     table_z: bool
     chunk_z: bool
 
@@ -115,6 +115,7 @@ class FinalizeTask(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     chunks: int
+    plan_blob: str
 
 
 def _options(raw: Any, settings: Any) -> ingest.IngestOptions:
@@ -141,77 +142,61 @@ def _options(raw: Any, settings: Any) -> ingest.IngestOptions:
     )
 
 
-def _plan_blob(job_id: str) -> str:
-    return f"{chunk_io.job_prefix(job_id)}{PLAN_NAME}"
-
-
-def _cleanup_on_permanent(options: ingest.IngestOptions, context: TaskContext, exc: BaseException) -> None:
-    if isinstance(exc, GeoetlError) and not exc.retryable:
-        ingest.cleanup_failed(
-            options, job_id=context.job_id, storage=context.storage, db=context.db, settings=context.settings
-        )
+def _token(context: TaskContext) -> str:
+    """This run and prepare attempt, which name the staging tables, the ledger and the chunk folder."""
+    parsed = parse_task_id(context.task_id)
+    if parsed is None:
+        raise InvalidInput(f"task id {context.task_id!r} names no run")
+    return run_token(parsed[1], context.attempt)
 
 
 @registry.task("ingest_vector.prepare")
 def prepare(params: PrepareTask, context: TaskContext) -> dict[str, Any]:
     options = _options(context.job_parameters, context.settings)
-    result = ingest.prepare(
+    return ingest.prepare(
         options,
         job_id=context.job_id,
+        token=_token(context),
         storage=context.storage,
         db=context.db,
         settings=context.settings,
         heartbeat=context.heartbeat,
     )
-    plan = {k: v for k, v in result.items() if k != "chunks"}
-    context.storage.write_bytes(
-        context.settings.vector.vector_work_container,
-        _plan_blob(context.job_id),
-        json.dumps(plan).encode(),
-        content_type="application/json",
-    )
-    return result
 
 
 @registry.task("ingest_vector.load")
 def load(params: LoadTask, context: TaskContext) -> dict[str, Any]:
+    # a permanent failure fails the job; the job's cleanup() then removes the run's tables and chunks
     options = _options(context.job_parameters, context.settings)
-    try:
-        return ingest.load(
-            schema=options.schema,
-            staging=params.staging,
-            ledger=ledger_name(context.job_id),
-            chunk=params.chunk,
-            blob=params.blob,
-            table_z=params.table_z,
-            chunk_z=params.chunk_z,
-            storage=context.storage,
-            db=context.db,
-            settings=context.settings,
-        )
-    except Exception as exc:
-        _cleanup_on_permanent(options, context, exc)
-        raise
+    result = ingest.load(
+        schema=options.schema,
+        staging=params.staging,
+        ledger=params.ledger,
+        chunk=params.chunk,
+        blob=params.blob,
+        table_z=params.table_z,
+        chunk_z=params.chunk_z,
+        storage=context.storage,
+        db=context.db,
+        settings=context.settings,
+    )
+    return {**result, "plan_blob": params.plan_blob}
 
 
 @registry.task("ingest_vector.finalize")
 def finalize(params: FinalizeTask, context: TaskContext) -> dict[str, Any]:
     options = _options(context.job_parameters, context.settings)
     work = context.settings.vector.vector_work_container
-    plan = json.loads(context.storage.read_bytes(work, _plan_blob(context.job_id)))
-    try:
-        return ingest.finalize(
-            options,
-            plan,
-            job_id=context.job_id,
-            storage=context.storage,
-            db=context.db,
-            settings=context.settings,
-            register=upsert_item,
-        )
-    except Exception as exc:
-        _cleanup_on_permanent(options, context, exc)
-        raise
+    plan = json.loads(context.storage.read_bytes(work, params.plan_blob))
+    return ingest.finalize(
+        options,
+        plan,
+        job_id=context.job_id,
+        storage=context.storage,
+        db=context.db,
+        settings=context.settings,
+        register=upsert_item,
+    )
 
 
 @registry.job
@@ -245,11 +230,12 @@ class IngestVector(JobDefinition[IngestVectorParameters]):
             )
 
     def cleanup(self, params: IngestVectorParameters, end: JobEnd) -> dict[str, Any]:
-        """A failed or cancelled run: drop its staging and ledger tables and delete its intermediate blobs.
-        The target table is untouched (it only changes in the last step of a run that succeeds)."""
-        dropped = tables.drop_job_tables(end.db, params.schema_name, end.job_id)
-        removed = ingest.clear_chunks(end.storage, end.settings.vector.vector_work_container, end.job_id)
-        return {"dropped_tables": dropped, "removed_blobs": removed}
+        """A failed or cancelled run: drop the staging and ledger tables and delete the intermediate blobs of every
+        prepare attempt of that run (and of earlier runs; a later run's are untouched). The target table is
+        untouched (it only changes in the last step of a run that succeeds)."""
+        return ingest.cleanup_run(
+            params.schema_name, job_id=end.job_id, run=end.run, storage=end.storage, db=end.db, settings=end.settings
+        )
 
     def create_tasks(self, stage: int, params: IngestVectorParameters, previous: PreviousStage) -> Sequence[BaseModel]:
         if stage == 1:
@@ -262,12 +248,14 @@ class IngestVector(JobDefinition[IngestVectorParameters]):
                     blob=c["blob"],
                     rows=c["rows"],
                     staging=c["staging"],
+                    ledger=prepared["ledger"],
+                    plan_blob=prepared["plan_blob"],
                     table_z=c["table_z"],
                     chunk_z=c["z"],
                 )
                 for c in prepared["chunks"]
             ]
-        return [FinalizeTask(chunks=len(previous.results))]
+        return [FinalizeTask(chunks=len(previous.results), plan_blob=previous.results[0]["plan_blob"])]
 
     def finalize(self, params: IngestVectorParameters, results: JobResults) -> dict[str, Any]:
         prepared = next(results.stage(1))
@@ -275,8 +263,7 @@ class IngestVector(JobDefinition[IngestVectorParameters]):
         done = next(results.stage(3))
         context = get_app_context()
         with contextlib.suppress(GeoetlError):  # the plan blob: the last intermediate file (idempotent)
-            context.storage.delete(context.settings.vector.vector_work_container, _plan_blob(str(prepared["job_id"])))
-        loaded = sum(int(t["expected_rows"]) for t in prepared["tables"])  # verified by the finalize stage
+            context.storage.delete(context.settings.vector.vector_work_container, str(prepared["plan_blob"]))
         return {
             "tables": [
                 {
@@ -292,7 +279,7 @@ class IngestVector(JobDefinition[IngestVectorParameters]):
             ],
             "rows": {
                 "source": prepared["source_rows"],
-                "loaded": loaded,
+                "loaded": done["loaded_rows"],
                 "repaired": prepared["repaired_rows"],
                 "skipped": prepared["skipped_rows"],
             },

@@ -380,6 +380,7 @@ def _tier_item(
         assets={plan.tier: asset},
         links=links,
         statistics=False,  # the asset carries raster:bands with statistics already
+        fallback_datetime=context.storage.properties(container, blob).last_modified,  # same item on a retry
     )
 
 

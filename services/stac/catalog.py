@@ -8,6 +8,7 @@ lock, so concurrent tasks can create the same collection and widen its extent wi
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -15,6 +16,7 @@ from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
+from pypgstac.hydration import dehydrate
 
 from core.errors import InvalidInput, NotFound, ServiceUnavailable
 from infrastructure.db.database import Database
@@ -248,16 +250,68 @@ def upsert_item(db: Database, item: Mapping[str, Any]) -> None:
             conn.execute("SELECT update_collection(%s)", (Jsonb({**collection, "extent": extent}),))
 
 
+def _slim(item: Mapping[str, Any], base_item: Mapping[str, Any], base_item_id: int | None) -> dict[str, Any]:
+    """The item's ``content`` column as pgstac stores it: what differs from the collection's base item
+    (pypgstac's own dehydration, the one ``pypgstac load`` uses), tagged with the base item's version."""
+    content = dehydrate(dict(base_item), dict(item))
+    for key in ("id", "collection", "geometry", "pgstac:base_item"):
+        content.pop(key, None)
+    if base_item_id is not None:
+        content["pgstac:base_item"] = base_item_id
+    return content
+
+
+def _load_batch(conn: psycopg.Connection[dict[str, Any]], collection_id: str, documents: list[dict[str, Any]]) -> None:
+    """Upsert ``documents`` (items of one collection, unique ids) the way pgstac's staging trigger does, with
+    the content dehydrated here instead of row by row in PL/pgSQL: COPY into a transaction's temporary table,
+    pgstac's ``stac_geom``/``stac_datetime``/``check_partition``, then delete the changed rows and insert."""
+    base = conn.execute("SELECT base_item, base_item_id FROM current_base_item(%s)", (collection_id,)).fetchone()
+    base_item, base_item_id = (base["base_item"] or {}, base["base_item_id"]) if base else ({}, None)
+    conn.execute("SET LOCAL timezone = 'UTC'")  # partitions are cut at UTC dates, as in pgstac's trigger
+    conn.execute("CREATE TEMP TABLE geoetl_stac_load (item jsonb, content jsonb) ON COMMIT DROP")
+    with conn.cursor().copy("COPY geoetl_stac_load (item, content) FROM STDIN") as copy:
+        for document in documents:
+            slim = _slim(document, base_item, base_item_id)
+            copy.write_row((json.dumps(document), json.dumps(slim)))
+    conn.execute(
+        "CREATE TEMP TABLE geoetl_stac_rows ON COMMIT DROP AS SELECT item->>'id' AS id, stac_geom(item) AS geometry,"
+        " item->>'collection' AS collection, stac_datetime(item) AS datetime, stac_end_datetime(item) AS end_datetime,"
+        " content FROM geoetl_stac_load"
+    )
+    conn.execute(
+        "SELECT check_partition(collection, tstzrange(min(datetime), max(datetime), '[]'),"
+        " tstzrange(min(end_datetime), max(end_datetime), '[]')) FROM ("
+        " SELECT r.collection, r.datetime, r.end_datetime,"
+        " COALESCE(date_trunc(c.partition_trunc::text, r.datetime), '-infinity') AS period"
+        " FROM geoetl_stac_rows r JOIN collections c ON c.id = r.collection) AS x"
+        " GROUP BY collection, period ORDER BY collection, period"
+    )
+    conn.execute(
+        "DELETE FROM items i USING geoetl_stac_rows s WHERE i.collection = %s AND i.id = s.id"
+        " AND (i.geometry, i.datetime, i.end_datetime, i.content)"
+        " IS DISTINCT FROM (s.geometry, s.datetime, s.end_datetime, s.content)",
+        (collection_id,),
+    )
+    conn.execute(
+        "INSERT INTO items (id, geometry, collection, datetime, end_datetime, content)"
+        " SELECT id, geometry, collection, datetime, end_datetime, content FROM geoetl_stac_rows"
+        " ON CONFLICT DO NOTHING"
+    )
+
+
 def upsert_items(db: Database, items: Sequence[Mapping[str, Any]], *, batch_size: int = 500) -> int:
-    """Upsert many items (pgstac ``upsert_items``), one transaction per batch and collection; their
-    collections are created if missing and widened to hold them, and replaced items keep their stored
-    ``created``. Returns the number of items."""
+    """Upsert many items, one transaction per batch and collection (the item last in ``items`` wins for an
+    id given twice); their collections are created if missing and widened to hold them, and replaced items
+    keep their stored ``created``. Returns the number of items given.
+
+    Faster than pgstac's ``upsert_items()``: the items are dehydrated here (see :func:`_load_batch`)."""
     by_collection: dict[str, list[Mapping[str, Any]]] = {}
     for item in items:
         by_collection.setdefault(_check_item(item)[1], []).append(item)
     for collection_id, members in by_collection.items():
-        for start in range(0, len(members), batch_size):
-            batch = members[start : start + batch_size]
+        unique = list({str(item["id"]): item for item in members}.values())
+        for start in range(0, len(unique), batch_size):
+            batch = unique[start : start + batch_size]
             ids = [str(item["id"]) for item in batch]
             with stac_transaction(db) as conn:
                 collection, _ = _ensure(conn, collection_id, None, None)
@@ -266,13 +320,13 @@ def upsert_items(db: Database, items: Sequence[Mapping[str, Any]], *, batch_size
                 ).fetchone()
                 created = _stored_created(conn, collection_id, ids)
                 documents = [_keep_created(item, created.get(str(item["id"]))) for item in batch]
-                conn.execute("SELECT upsert_items(%s)", (Jsonb(documents),))
+                _load_batch(conn, collection_id, documents)
                 extent = collection.get("extent") or {}
                 for index, item in enumerate(batch):
                     extent = merged_extent(extent, item, first_item=others is None and index == 0)
                 if extent != collection.get("extent"):
                     conn.execute("SELECT update_collection(%s)", (Jsonb({**collection, "extent": extent}),))
-    return sum(len(m) for m in by_collection.values())
+    return len(items)
 
 
 def refresh_collection_extent(db: Database, collection_id: str) -> dict[str, Any]:

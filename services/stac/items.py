@@ -26,8 +26,9 @@ from rasterio.errors import NotGeoreferencedWarning, RasterioIOError
 from shapely.geometry import MultiPolygon, Polygon, box, mapping
 from shapely.geometry.polygon import orient
 
-from core.errors import InvalidInput
+from core.errors import InvalidInput, StorageUnavailable
 from infrastructure.storage.base import GdalPath
+from services.raster.inspect import is_network_error, is_remote
 
 STAC_VERSION = "1.1.0"
 COG_MEDIA_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
@@ -126,6 +127,12 @@ def open_raster(source: GdalPath | str | Path) -> Iterator[rasterio.io.DatasetRe
         try:
             dataset = rasterio.open(path)
         except RasterioIOError as exc:
+            if (
+                isinstance(source, GdalPath) and is_remote(source) and is_network_error(exc)
+            ):  # storage down or throttled: worth another attempt
+                raise StorageUnavailable(
+                    f"{_describe(source)} could not be read from storage: {_first_line(exc)}", source=_describe(source)
+                ) from None
             raise InvalidInput(
                 f"{_describe(source)} is not a readable raster: {_first_line(exc)}", source=_describe(source)
             ) from None

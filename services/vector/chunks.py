@@ -2,7 +2,8 @@
 
 A chunk holds ``gid`` (the source row number), the laundered attribute columns and ``geom`` (WKB), with
 GeoParquet 1.1 ``geo`` metadata naming the CRS and geometry types. Chunks live under a job-scoped prefix
-(``tmp/ingest_vector/<job_id>/r<run>a<attempt>/``) of the work container; they are written whole (atomically) and read whole.
+(``tmp/ingest_vector/<job_id>/r<run>a<attempt>/``) of the work container; they are written whole (atomically)
+and read whole.
 """
 
 from __future__ import annotations

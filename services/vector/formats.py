@@ -8,6 +8,7 @@ Parquet driver). Every problem with the file becomes an :class:`InvalidInput` na
 from __future__ import annotations
 
 import codecs
+import collections
 import contextlib
 import csv
 import json
@@ -101,43 +102,68 @@ class Batch:
     wkb: pa.Array
 
 
-def _zip_members(path: Path) -> list[str]:
+@dataclass(frozen=True)
+class ZipLimits:
+    """What a zip (zipped shapefile, KMZ) may hold, checked from its directory before anything is decompressed."""
+
+    max_bytes: int = 20_000_000_000
+    max_ratio: int = 1000
+    max_members: int = 10_000
+
+
+def _zip_members(path: Path, limits: ZipLimits) -> list[str]:
+    """The files of a zip, after checking its directory against ``limits`` (nothing is decompressed here; a
+    corrupt member shows when GDAL reads it)."""
     try:
         with zipfile.ZipFile(path) as archive:
-            bad = archive.testzip()
-            names = archive.namelist()
+            infos = archive.infolist()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, OSError) as exc:
         raise InvalidInput(f"the file is not a readable zip archive: {exc}") from exc
-    except (RuntimeError, NotImplementedError) as exc:  # encrypted or unsupported compression
+    except (RuntimeError, NotImplementedError) as exc:  # unsupported features of the directory
         raise InvalidInput(f"the zip archive cannot be read: {exc}") from exc
-    if bad is not None:
-        raise InvalidInput(f"the zip archive is corrupt: member {bad!r} fails its CRC check")
-    return [n for n in names if not n.endswith("/") and not n.startswith("__MACOSX/")]
+    if len(infos) > limits.max_members:
+        raise InvalidInput(f"the zip holds {len(infos)} members, more than the {limits.max_members} allowed")
+    total = sum(info.file_size for info in infos)
+    if total > limits.max_bytes:
+        raise InvalidInput(f"the zip holds {total} bytes uncompressed, more than the {limits.max_bytes} allowed")
+    for info in infos:
+        if info.file_size > limits.max_ratio * max(info.compress_size, 1):
+            raise InvalidInput(
+                f"zip member {info.filename!r} expands {info.file_size / max(info.compress_size, 1):.0f} times "
+                f"(more than {limits.max_ratio}): refused as a possible zip bomb"
+            )
+        if info.flag_bits & 0x1:
+            raise InvalidInput(f"zip member {info.filename!r} is encrypted")
+    return [i.filename for i in infos if not i.is_dir() and not i.filename.startswith("__MACOSX/")]
 
 
-def _shapefile_in_zip(path: Path, layer_name: str | None) -> tuple[str, str]:
-    """(member path of the .shp, layer name) of the shapefile to read from a zip."""
-    members = _zip_members(path)
+def _shapefile_in_zip(path: Path, layer_name: str | None, limits: ZipLimits) -> tuple[str, str]:
+    """(member path of the .shp, layer name) of the shapefile to read from a zip. ``layer_name`` is the .shp's
+    stem when no other shapefile has it, or its path in the zip (with or without .shp)."""
+    members = _zip_members(path, limits)
     lowered = {m.lower(): m for m in members}
     shapefiles = sorted(m for m in members if m.lower().endswith(".shp"))
     if not shapefiles:
         listing = ", ".join(members[:20]) or "nothing"
         raise InvalidInput(f"the zip holds no .shp file (it holds: {listing})")
-    stems = {PurePosixPath(m).stem: m for m in shapefiles}
+    stems = collections.Counter(PurePosixPath(m).stem for m in shapefiles)
+    # how each shapefile is named in messages: its stem when unique, else its path without .shp
+    names = {m: PurePosixPath(m).stem if stems[PurePosixPath(m).stem] == 1 else m[:-4] for m in shapefiles}
+    listing = ", ".join(sorted(names.values()))
     if layer_name is not None:
-        matches = [m for s, m in stems.items() if s == layer_name] or [
-            m for s, m in stems.items() if s.lower() == layer_name.lower()
+        wanted = layer_name.removesuffix(".shp")
+        matches = [m for m in shapefiles if wanted in (PurePosixPath(m).stem, m[:-4])] or [
+            m for m in shapefiles if wanted.lower() in (PurePosixPath(m).stem.lower(), m[:-4].lower())
         ]
-        if not matches:
+        if len(matches) != 1:
+            problem = "is ambiguous" if matches else "not found"
             raise InvalidInput(
-                f"layer {layer_name!r} not found in the zip; its shapefiles are: {', '.join(sorted(stems))}",
-                field="layer_name",
+                f"layer {layer_name!r} {problem} in the zip; its shapefiles are: {listing}", field="layer_name"
             )
         chosen = matches[0]
     elif len(shapefiles) > 1:
         raise InvalidInput(
-            f"the zip holds {len(shapefiles)} shapefiles; pass layer_name, one of: {', '.join(sorted(stems))}",
-            field="layer_name",
+            f"the zip holds {len(shapefiles)} shapefiles; pass layer_name, one of: {listing}", field="layer_name"
         )
     else:
         chosen = shapefiles[0]
@@ -148,8 +174,8 @@ def _shapefile_in_zip(path: Path, layer_name: str | None) -> tuple[str, str]:
     return chosen, PurePosixPath(chosen).stem
 
 
-def _kml_in_kmz(path: Path) -> str:
-    members = _zip_members(path)
+def _kml_in_kmz(path: Path, limits: ZipLimits) -> str:
+    members = _zip_members(path, limits)
     kmls = [m for m in members if m.lower().endswith(".kml")]
     if not kmls:
         raise InvalidInput("the KMZ holds no .kml document")
@@ -201,7 +227,14 @@ def csv_open_options(path: Path, options: CsvOptions, encoding: str | None) -> d
     header, delimiter = _read_header(path, encoding, options.delimiter)
     if delimiter not in SEPARATORS:
         raise InvalidInput(f"unsupported delimiter {delimiter!r}", field="delimiter")
-    found: dict[str, str] = {"AUTODETECT_TYPE": "YES", "SEPARATOR": SEPARATORS[delimiter], "HEADERS": "YES"}
+    # the column types are guessed from the whole file (AUTODETECT_SIZE_LIMIT=0): guessed from its first MB only,
+    # a later value that does not fit the guess (an "12abc" in a column of integers) would silently become NULL
+    found: dict[str, str] = {
+        "AUTODETECT_TYPE": "YES",
+        "AUTODETECT_SIZE_LIMIT": "0",
+        "SEPARATOR": SEPARATORS[delimiter],
+        "HEADERS": "YES",
+    }
     if options.wkt_column is None and (options.lat_column is not None or options.lon_column is not None):
         lat = _pick(header, options.lat_column, LAT_NAMES, "lat_column")
         lon = _pick(header, options.lon_column, LON_NAMES, "lon_column")
@@ -313,8 +346,10 @@ def open_source(
     csv_options: CsvOptions | None = None,
     encoding: str | None = None,
     scratch: Path | None = None,
+    zip_limits: ZipLimits | None = None,
 ) -> Source:
     """Inspect a downloaded file: its layers, the chosen layer, its CRS and feature count."""
+    limits = zip_limits or ZipLimits()
     if not path.exists() or path.stat().st_size == 0:
         raise InvalidInput("the file is empty")
     if fmt == "geoparquet":
@@ -322,11 +357,11 @@ def open_source(
     options: dict[str, str] = {}
     gdal_path = str(path)
     if fmt == "shapefile_zip":
-        member, _ = _shapefile_in_zip(path, layer_name)
+        member, _ = _shapefile_in_zip(path, layer_name, limits)
         gdal_path = f"/vsizip/{path}/{member}"
         layer_name = None
     elif fmt == "kmz":
-        gdal_path = f"/vsizip/{path}/{_kml_in_kmz(path)}"
+        gdal_path = f"/vsizip/{path}/{_kml_in_kmz(path, limits)}"
     elif fmt == "csv":
         options = csv_open_options(path, csv_options or CsvOptions(), encoding)
         if encoding is not None and codecs.lookup(encoding).name != "utf-8":

@@ -264,8 +264,59 @@ def _to_multi(geom: shapely.Geometry | None, family: int) -> shapely.Geometry | 
     return shapely.MultiPolygon(parts)
 
 
-def process(geoms: np.ndarray, *, transformer: Transformer | None, invalid: str, unreadable: int = 0) -> Processed:
-    """Apply the rules to one batch: repair (or skip) invalid, reproject, promote to Multi*, classify."""
+# --- the antimeridian ------------------------------------------------------------------------------------
+
+
+def antimeridian_rows(geoms: np.ndarray) -> np.ndarray:
+    """Indices of the lines and polygons (in longitude/latitude) with an edge that crosses the antimeridian: two
+    consecutive vertices of a ring or line more than 180° of longitude apart (179 → -179). An edge from exactly
+    180 to exactly -180 (how a ring around a pole is closed) is not a crossing."""
+    if not len(geoms):
+        return np.empty(0, dtype=np.int64)
+    parts, owner = shapely.get_parts(geoms, return_index=True)
+    kinds = shapely.get_type_id(parts)
+    lines = np.flatnonzero(np.isin(kinds, (1, 2)))
+    polygons = np.flatnonzero(kinds == 3)
+    rings, ring_part = shapely.get_rings(parts[polygons], return_index=True)
+    paths = np.concatenate([parts[lines], rings])
+    path_owner = np.concatenate([owner[lines], owner[polygons][ring_part]])
+    if not len(paths):
+        return np.empty(0, dtype=np.int64)
+    coords, index = shapely.get_coordinates(paths, return_index=True)
+    x0, x1 = coords[:-1, 0], coords[1:, 0]
+    jump = (index[:-1] == index[1:]) & (np.abs(x1 - x0) > 180) & ~((np.abs(x0) == 180) & (np.abs(x1) == 180))
+    return np.unique(path_owner[index[:-1][jump]])
+
+
+def split_at_antimeridian(geom: shapely.Geometry, family: int) -> shapely.Geometry | None:
+    """A line or polygon whose edges cross the antimeridian as the short way round (179 → 181 rather than across
+    the whole globe), cut at ±180 into a Multi* with its parts on either side (what RFC 7946 asks of GeoJSON)."""
+
+    def shift(coords: np.ndarray) -> np.ndarray:
+        out = coords.copy()
+        out[:, 0] = np.where(out[:, 0] < 0, out[:, 0] + 360, out[:, 0])
+        return out
+
+    shifted = shapely.transform(geom, shift, include_z=None)
+    west = shapely.intersection(shifted, shapely.box(-180, -1e3, 180, 1e3))
+    east = shapely.transform(
+        shapely.intersection(shifted, shapely.box(180, -1e3, 540, 1e3)),
+        lambda c: np.column_stack([c[:, 0] - 360, c[:, 1:]]),
+        include_z=None,
+    )
+    return _to_multi(_family_part(shapely.GeometryCollection([west, east]), family), family)
+
+
+def process(
+    geoms: np.ndarray,
+    *,
+    transformer: Transformer | None,
+    invalid: str,
+    unreadable: int = 0,
+    geographic: bool = False,
+) -> Processed:
+    """Apply the rules to one batch: split at the antimeridian (``geographic``: longitude/latitude coordinates),
+    repair (or skip) invalid, reproject, promote to Multi*, classify."""
     n = len(geoms)
     present = ~shapely.is_missing(geoms)
     present[present] = ~shapely.is_empty(geoms[present])
@@ -283,7 +334,15 @@ def process(geoms: np.ndarray, *, transformer: Transformer | None, invalid: str,
         family[i] = _collection_family(geoms[i])
         geoms[i] = _family_part(geoms[i], int(family[i])) if family[i] else None
 
-    invalid_rows = np.flatnonzero(present & (family > 0))
+    if geographic:
+        shaped = np.flatnonzero(present & (family > 1))
+        for i in shaped[antimeridian_rows(geoms[shaped])]:
+            geoms[i] = split_at_antimeridian(geoms[i], int(family[i]))
+            if geoms[i] is None:
+                keep[i] = False
+                skipped += 1
+
+    invalid_rows = np.flatnonzero(present & (family > 0) & keep)
     if len(invalid_rows):
         invalid_rows = invalid_rows[~shapely.is_valid(geoms[invalid_rows])]
     for i in invalid_rows:
@@ -338,21 +397,21 @@ def process(geoms: np.ndarray, *, transformer: Transformer | None, invalid: str,
     return Processed(pa.array(out, type=pa.binary()), family, has_z, keep, repaired, skipped, bounds)
 
 
-def process_wkb(wkb: pa.Array, *, transformer: Transformer | None, invalid: str) -> Processed:
+def process_wkb(wkb: pa.Array, *, transformer: Transformer | None, invalid: str, geographic: bool = False) -> Processed:
     """The rules applied to a batch of WKB: the byte-level fast path when it applies, else through shapely."""
     if transformer is None:
-        fast = _fast_path(wkb)
+        fast = _fast_path(wkb, geographic)
         if fast is not None:
             return fast
     geoms, unreadable = parse_wkb(wkb)
-    return process(geoms, transformer=transformer, invalid=invalid, unreadable=unreadable)
+    return process(geoms, transformer=transformer, invalid=invalid, unreadable=unreadable, geographic=geographic)
 
 
 _MULTI_OF = np.array([0, 4, 5, 6, 4, 5, 6], dtype=np.uint32)  # WKB base type -> its Multi type
 _WKB_FAMILY = np.array([0, 1, 2, 3, 1, 2, 3], dtype=np.int8)  # WKB base type -> family
 
 
-def _fast_path(wkb: pa.Array) -> Processed | None:
+def _fast_path(wkb: pa.Array, geographic: bool = False) -> Processed | None:
     """Promotion to Multi* by prefixing the WKB (no parsing) for a batch of little-endian 2D or Z points, lines and
     polygons, all of one dimensionality; lines and polygons are still checked (valid, not empty) with GEOS.
     None when the batch needs the general path (curves, collections, M, mixed dimensions, invalid geometries)."""
@@ -409,6 +468,8 @@ def _fast_path(wkb: pa.Array) -> Processed | None:
         checked = np.flatnonzero(base[base != 1] != 4)  # points (multi or not) are valid by construction
         if len(checked) and (~shapely.is_valid(geoms[checked])).any():
             return None  # invalid rows: the general path repairs or skips them
+        if geographic and len(antimeridian_rows(geoms)):
+            return None  # rows to split at the antimeridian: the general path
         bounds[shaped] = extents(geoms)
     base_all = _base_of(codes, rows, n)
     padded = np.flatnonzero(np.isin(base_all, (1, 2, 3)) & present)

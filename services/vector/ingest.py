@@ -26,7 +26,7 @@ from pyproj import CRS
 from core.errors import BlobNotFound, GeoetlError, InvalidInput, LeaseExpired
 from services.vector import chunks as chunk_io
 from services.vector import tables
-from services.vector.formats import CsvOptions, Source, format_of, iter_batches, open_source
+from services.vector.formats import CsvOptions, Source, ZipLimits, format_of, iter_batches, open_source
 from services.vector.geometry import (
     FAMILIES,
     MULTI_TYPES,
@@ -42,6 +42,7 @@ from services.vector.names import (
     launder_columns,
     ledger_name,
     parse_token,
+    run_token,
     staging_name,
     table_for_family,
 )
@@ -49,6 +50,7 @@ from services.vector.names import (
 log = logging.getLogger(__name__)
 
 VECTORS_COLLECTION = "vectors"
+FIRST_RUN = run_token(1, 1)  # the token of a prepare called outside the machine (tests, tools)
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,7 @@ def prepare(
     storage: Any,
     db: Any,
     settings: Any,
-    token: str = "r1a1",
+    token: str = FIRST_RUN,
     heartbeat: Callable[[], bool] = lambda: True,
 ) -> dict[str, Any]:
     """Inspect the file, write its features as GeoParquet chunks and create the staging tables (once).
@@ -198,7 +200,8 @@ def prepare(
     if not tables.schema_exists(db, options.schema):
         raise InvalidInput(f"schema {options.schema!r} does not exist", field="schema")
     storage.ensure_container(work)
-    sweep(db, storage, options.schema, work, job_id, lambda run, attempt: (run, attempt) < mine)
+    # earlier runs and attempts (and a token that ran before: the machine runs each attempt once) start clean
+    sweep(db, storage, options.schema, work, job_id, lambda run, attempt: (run, attempt) <= mine)
     try:
         return _prepare(
             options,
@@ -252,6 +255,9 @@ def _prepare(
             csv_options=CsvOptions(options.lat_column, options.lon_column, options.wkt_column, options.delimiter),
             encoding=options.encoding,
             scratch=scratch,
+            zip_limits=ZipLimits(
+                vector.vector_zip_max_bytes, vector.vector_zip_max_ratio, vector.vector_zip_max_members
+            ),
         )
         source_crs = _source_crs(source, options)
         transformer = transformer_for(source_crs, target_crs)
@@ -262,6 +268,7 @@ def _prepare(
         convert = functools.partial(
             _convert_batch,
             transformer=transformer,
+            geographic=bool(source_crs.is_geographic),
             invalid=options.invalid_geometry,
             target_crs=target_crs,
             job_id=job_id,
@@ -366,7 +373,7 @@ def _prepare(
     tables.create_ledger(db, options.schema, ledger)
     steps["tables"] = round(time.perf_counter() - mark, 3)
     chunk_tasks.sort(key=lambda c: c["chunk"])
-    result = {
+    result: dict[str, Any] = {
         "job_id": job_id,
         "token": token,
         "ledger": ledger,
@@ -386,8 +393,8 @@ def _prepare(
         "seconds": round(time.perf_counter() - started, 3),
         "steps": steps,
     }
-    plan = {k: v for k, v in result.items() if k != "chunks"}  # what the finalize stage reads
-    storage.write_bytes(work, result["plan_blob"], json.dumps(plan).encode(), content_type="application/json")
+    summary = {k: v for k, v in result.items() if k != "chunks"}  # what the finalize stage reads
+    storage.write_bytes(work, result["plan_blob"], json.dumps(summary).encode(), content_type="application/json")
     if not heartbeat():  # the job ended (its clean-up may be done already) or the task was taken over: undo ours
         _abandon(db, storage, options.schema, work, job_id, token)
     return result
@@ -411,6 +418,7 @@ def _convert_batch(
     first_row: int,
     *,
     transformer: Any,
+    geographic: bool,
     invalid: str,
     target_crs: CRS,
     job_id: str,
@@ -420,7 +428,7 @@ def _convert_batch(
 ) -> _Converted:
     """One batch: geometry rules applied, split by family, written as GeoParquet chunks."""
     attributes = pa.Table.from_arrays([_decoded(c) for c in batch.attributes.columns], names=names)
-    done = process_wkb(batch.wkb, transformer=transformer, invalid=invalid)
+    done = process_wkb(batch.wkb, transformer=transformer, invalid=invalid, geographic=geographic)
     count = len(batch.wkb)
     gid = np.arange(first_row + 1, first_row + count + 1, dtype=np.int64)
     chunks: list[tuple[int, dict[str, Any]]] = []
@@ -582,7 +590,7 @@ def finalize(
             timeout_ms=settings.vector.vector_load_timeout_ms,
         )
     step("indexes")
-    tables.finalize_tables(
+    loaded = tables.finalize_tables(
         db,
         options.schema,
         plans,
@@ -600,7 +608,6 @@ def finalize(
             db,
             options.schema,
             p.target,
-            rows=p.expected_rows if p.target in known else None,
             bounds=known[p.target].get("bounds") if p.target in known else None,
         )
         for p in plans
@@ -622,8 +629,14 @@ def finalize(
         only_chunks=True,
     )
     step("cleanup")
+    counted = {d["table"]: d["rows"] for d in described}
     return {
         "tables": described,
+        # rows this job loaded: the ledger's COPY counts (a finalize re-run after the swap: the table's count, or
+        # for an append the plan's count, which the first run verified)
+        "loaded_rows": sum(
+            loaded.get(p.target, counted[p.target] if options.if_exists != "append" else p.expected_rows) for p in plans
+        ),
         "stac_items": items,
         "chunks_removed": removed,
         "seconds": round(time.perf_counter() - started, 3),

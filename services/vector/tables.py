@@ -163,8 +163,15 @@ def create_staging(
     statement = sql.SQL("CREATE {}TABLE {} ({})").format(
         sql.SQL("UNLOGGED " if unlogged else ""), _qualified(schema, staging), sql.SQL(", ").join(parts)
     )
-    with db.transaction() as conn:
-        conn.execute(statement)
+    try:
+        with db.transaction() as conn:
+            conn.execute(statement)
+    except psycopg.ProgrammingError as exc:  # e.g. a column name or type PostgreSQL refuses: permanent
+        raise InvalidInput(f"the table for the file cannot be created: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
 def create_ledger(db: Any, schema: str, ledger: str) -> None:
@@ -223,6 +230,8 @@ def load_chunk(
             conn.execute(record, (copied, chunk))
     except psycopg.errors.UndefinedTable as exc:
         raise InvalidInput(f"the staging table {schema}.{staging} is gone (the job was cleaned up or re-run)") from exc
+    except psycopg.ProgrammingError as exc:  # the data does not fit the table: retrying cannot help
+        raise InvalidInput(f"chunk {chunk} cannot be loaded into {schema}.{staging}: {_first_line(exc)}") from exc
     return True
 
 
@@ -269,6 +278,15 @@ def _append(conn: psycopg.Connection[Any], schema: str, plan: TablePlan) -> None
             f"the file's is {ours[GEOMETRY_COLUMN]}",
             field="if_exists",
         )
+    clashes = [
+        f"{c} is {theirs[c]} in the table but {t} in the file"
+        for c, t in ours.items()
+        if c not in (ID_COLUMN, GEOMETRY_COLUMN) and not _appendable(t, theirs[c])
+    ]
+    if clashes:
+        raise InvalidInput(
+            f"cannot append to {schema}.{plan.target}: column types differ: {'; '.join(clashes)}", field="if_exists"
+        )
     names = [c for c in ours if c != ID_COLUMN]
     target_cols = [sql.Identifier(c) for c in names]
     source_cols: list[sql.Composable] = [sql.Identifier(c) for c in names]
@@ -289,6 +307,19 @@ def _append(conn: psycopg.Connection[Any], schema: str, plan: TablePlan) -> None
         )
     )
     conn.execute(sql.SQL("DROP TABLE {}").format(_qualified(schema, plan.staging)))
+
+
+# file column type -> table column types it goes into unchanged (a wider number, or text)
+_WIDER = {
+    "smallint": {"integer", "bigint", "numeric", "real", "double precision"},
+    "integer": {"bigint", "numeric", "double precision"},
+    "bigint": {"numeric"},
+    "real": {"double precision"},
+}
+
+
+def _appendable(ours: str, theirs: str) -> bool:
+    return ours == theirs or theirs == "text" or theirs in _WIDER.get(ours, ())
 
 
 def _promote(conn: psycopg.Connection[Any], schema: str, plan: TablePlan, if_exists: str, unlogged: bool) -> None:
@@ -384,8 +415,31 @@ def finalize_tables(
     comment: str,
     job_id: str,
     timeout_ms: int,
-) -> None:
-    """Verify the counts and swap every staging table into place, all in one transaction (idempotent)."""
+) -> dict[str, int]:
+    """Verify the counts and swap every staging table into place, all in one transaction (idempotent); the rows
+    loaded into each target, as the ledger counted them (a target an earlier run of this step did is left out)."""
+    try:
+        return _finalize_tables(
+            db, schema, plans, ledger=ledger, if_exists=if_exists, unlogged=unlogged, comment=comment, job_id=job_id,
+            timeout_ms=timeout_ms,
+        )  # fmt: skip
+    except psycopg.ProgrammingError as exc:  # e.g. an append the target table refuses: permanent
+        raise InvalidInput(f"the loaded rows cannot be moved into place: {_first_line(exc)}") from exc
+
+
+def _finalize_tables(
+    db: Any,
+    schema: str,
+    plans: Sequence[TablePlan],
+    *,
+    ledger: str,
+    if_exists: str,
+    unlogged: bool,
+    comment: str,
+    job_id: str,
+    timeout_ms: int,
+) -> dict[str, int]:
+    loaded_rows: dict[str, int] = {}
     with db.transaction(statement_timeout_ms=timeout_ms) as conn:
         for target in sorted({p.target for p in plans}):  # concurrent jobs on the same target take turns
             conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"ingest_vector:{schema}.{target}",))
@@ -407,6 +461,7 @@ def finalize_tables(
                     "the load is incomplete"
                 )
             _promote(conn, schema, plan, if_exists, unlogged)
+            loaded_rows[plan.target] = loaded
             conn.execute(
                 sql.SQL("COMMENT ON TABLE {} IS {}").format(_qualified(schema, plan.target), sql.Literal(comment))
             )
@@ -414,6 +469,7 @@ def finalize_tables(
         if if_exists == "append":
             for target in sorted({p.target for p in plans}):
                 conn.execute(sql.SQL("ANALYZE {}").format(_qualified(schema, target)))
+    return loaded_rows
 
 
 def _done_by(conn: psycopg.Connection[Any], schema: str, table: str, job_id: str) -> bool:
@@ -426,11 +482,9 @@ def _done_by(conn: psycopg.Connection[Any], schema: str, table: str, job_id: str
     return bool(row and row["comment"] and job_id in row["comment"])
 
 
-def describe_table(
-    db: Any, schema: str, table: str, *, rows: int | None = None, bounds: Sequence[float] | None = None
-) -> dict[str, Any]:
-    """Row count, extent (table CRS and WGS84), geometry type, SRID and columns of a loaded table; ``rows`` and
-    ``bounds`` (xmin, ymin, xmax, ymax, x range in 0..360) when known already spare a scan of the table."""
+def describe_table(db: Any, schema: str, table: str, *, bounds: Sequence[float] | None = None) -> dict[str, Any]:
+    """Row count (counted), extent (table CRS and WGS84), geometry type, SRID and columns of a loaded table;
+    ``bounds`` (xmin, ymin, xmax, ymax, x range in 0..360) when known already spare the extent computation."""
     qualified = _qualified(schema, table)
     geom = sql.Identifier(GEOMETRY_COLUMN)
     with db.transaction() as conn:
@@ -441,12 +495,13 @@ def describe_table(
             (schema, table, GEOMETRY_COLUMN),
         ).fetchone()
         srid = int(meta["srid"]) if meta else 4326
-        if rows is not None and bounds is not None and srid == 4326:
+        if bounds is not None and srid == 4326:
             extent = [float(v) for v in bounds[:4]]
+            counted = conn.execute(sql.SQL("SELECT count(*) AS n FROM {}").format(qualified)).fetchone()
             return {
                 "schema": schema,
                 "table": table,
-                "rows": rows,
+                "rows": int(counted["n"]) if counted else 0,
                 "geometry_type": _type_name(meta),
                 "srid": srid,
                 "extent": extent,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,11 @@ def rows(ctx: AppContext, query: str, params: tuple[Any, ...] = ()) -> list[dict
         return list(conn.execute(query, params).fetchall())
 
 
+def count(ctx: AppContext, table: str) -> int:
+    """The table's rows, counted here (not as the job reports them)."""
+    return int(rows(ctx, f"SELECT count(*) AS n FROM geo.{table}")[0]["n"])
+
+
 def tables_in(ctx: AppContext, schema: str = "geo") -> list[str]:
     found = rows(
         ctx,
@@ -85,7 +91,8 @@ def test_geojson_points_load_with_types_index_key_and_stac_item(
 
     (table,) = result["tables"]
     assert table["table"] == "geo.town_points"
-    assert table["rows"] == 250 and table["geometry_type"] == "MultiPoint" and table["srid"] == 4326
+    assert table["rows"] == 250 == count(jobs_context, "town_points")
+    assert table["geometry_type"] == "MultiPoint" and table["srid"] == 4326
     assert result["rows"] == {"source": 250, "loaded": 250, "repaired": 0, "skipped": 0}
     assert result["chunks"] == 3 and set(result["seconds"]) >= {"prepare", "finalize"}
     types = {c["name"]: c["type"] for c in table["columns"]}
@@ -120,6 +127,7 @@ def test_mixed_geometry_file_gives_one_table_per_family(jobs_api: str, jobs_cont
     assert by_name["geo.mixed_points"]["rows"] == 2 and by_name["geo.mixed_points"]["geometry_type"] == "MultiPoint"
     assert by_name["geo.mixed_lines"]["geometry_type"] == "MultiLineString"
     assert by_name["geo.mixed_polygons"]["rows"] == 3
+    assert (count(jobs_context, "mixed_points"), count(jobs_context, "mixed_polygons")) == (2, 3)
     kinds = rows(jobs_context, "SELECT DISTINCT GeometryType(geom) AS t FROM geo.mixed_polygons")
     assert [r["t"] for r in kinds] == ["MULTIPOLYGON"]
 
@@ -139,10 +147,19 @@ def test_antimeridian_polygons_and_reprojection(jobs_api: str, jobs_context: App
     blob = upload(jobs_context, vectors.antimeridian_geojson(files / "fiji.geojson"))
     result = ingest(jobs_api, {"blob_name": blob, "target_crs": "EPSG:3832"})
     (table,) = result["tables"]
-    assert table["srid"] == 3832 and table["rows"] == 2
+    assert table["srid"] == 3832 and table["rows"] == 3 == count(jobs_context, "fiji")
     west, south, east, north = table["extent_wgs84"]
     assert (west, east) == (pytest.approx(178.5), pytest.approx(-179))  # crosses: west > east, as STAC writes it
-    assert (south, north) == (pytest.approx(-17), pytest.approx(51))
+    assert (south, north) == (pytest.approx(-20), pytest.approx(51))
+    # a ring with edges across the antimeridian (179.5 → -179.5) is the 1°x1° square the short way round, cut at
+    # ±180 into two parts, not a 358° strip around the globe
+    # (in EPSG:3832, centred on 150°E, its two parts sit side by side: 1° of longitude wide)
+    crossing = rows(
+        jobs_context,
+        "SELECT ST_NumGeometries(geom) AS parts, ST_XMax(geom) - ST_XMin(geom) AS width "
+        "FROM geo.fiji WHERE name = 'crossing'",
+    )[0]
+    assert crossing["parts"] == 2 and crossing["width"] == pytest.approx(6378137 * math.pi / 180, rel=1e-6)
     item = get_item(jobs_context.db, "vectors", "geo.fiji")
     assert item is not None and item["geometry"]["type"] == "MultiPolygon" and item["bbox"][0] > item["bbox"][2]
     validate_item(item)
@@ -334,4 +351,8 @@ def test_many_chunks_of_two_tables_with_four_workers(
     assert result["chunks"] == 60  # 30 batches, each split into a point chunk and a polygon chunk
     counts = {t["table"]: t["rows"] for t in result["tables"]}
     assert counts == {"geo.many_points": 1500, "geo.many_polygons": 1500}
+    for table in ("many_points", "many_polygons"):  # counted here, and no row loaded twice
+        [stats] = rows(jobs_context, f"SELECT count(*) AS n, count(DISTINCT gid) AS gids FROM geo.{table}")
+        assert stats == {"n": 1500, "gids": 1500}
+    assert result["rows"]["loaded"] == 3000
     assert sorted(tables_in(jobs_context)) == ["many_points", "many_polygons"]

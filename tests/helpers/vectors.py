@@ -6,7 +6,7 @@ import io
 import struct
 import zipfile
 from collections.abc import Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import geopandas as gpd
@@ -68,12 +68,16 @@ def mixed_geojson(path: Path) -> Path:
 
 
 def antimeridian_geojson(path: Path) -> Path:
-    """A polygon whose ring crosses the antimeridian (longitudes 179 → -179) and one near it."""
+    """Near and across the antimeridian: "fiji", a polygon already split at ±180 as RFC 7946 asks (two parts);
+    "crossing", a ring whose edges cross it (179.5 → -179.5: 1°x1° the short way round); "dateline", a polygon
+    next to it."""
     text = (
         '{"type": "FeatureCollection", "features": ['
         '{"type": "Feature", "properties": {"name": "fiji"}, "geometry": {"type": "MultiPolygon", "coordinates": '
         "[[[[179.0, -17.0], [180.0, -17.0], [180.0, -16.0], [179.0, -16.0], [179.0, -17.0]]], "
         "[[[-180.0, -17.0], [-179.0, -17.0], [-179.0, -16.0], [-180.0, -16.0], [-180.0, -17.0]]]]}},"
+        '{"type": "Feature", "properties": {"name": "crossing"}, "geometry": {"type": "Polygon", "coordinates": '
+        "[[[179.5, -20.0], [-179.5, -20.0], [-179.5, -19.0], [179.5, -19.0], [179.5, -20.0]]]}},"
         '{"type": "Feature", "properties": {"name": "dateline"}, "geometry": {"type": "Polygon", "coordinates": '
         "[[[178.5, 50.0], [179.9, 50.0], [179.9, 51.0], [178.5, 51.0], [178.5, 50.0]]]}}"
         "]}"
@@ -136,6 +140,19 @@ def shapefile_zip(
                 if part.suffix.lower() in drop:
                     continue
                 archive.write(part, f"{folder}{part.name}" if folder else part.name)
+    return path
+
+
+def shapefiles_zip(path: Path, shapes: dict[str, gpd.GeoDataFrame]) -> Path:
+    """A zip of several shapefiles, each at its member path (``"a/roads"`` → a/roads.shp, .dbf, .shx, .prj)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        for number, (member, gdf) in enumerate(shapes.items()):
+            work = path.parent / f"_{path.stem}_{number}"
+            stem = PurePosixPath(member).name
+            write(gdf, work / f"{stem}.shp", driver="ESRI Shapefile")
+            for part in sorted(work.glob(f"{stem}.*")):
+                archive.write(part, f"{member}{part.suffix}")
     return path
 
 

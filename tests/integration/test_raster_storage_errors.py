@@ -19,6 +19,7 @@ from infrastructure.storage.azure import AzureBlobStore
 from infrastructure.storage.base import GdalPath
 from services.raster.cog import make_cog
 from services.raster.inspect import inspect_raster
+from services.stac.items import build_raster_item
 from tests.helpers import rasters
 
 ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -175,3 +176,14 @@ def test_on_azurite_the_storage_service_decides_between_a_bad_file_and_an_outage
             raster_type=facts.raster_type,
             probe=lambda: store.properties("bronze", "errors/corrupt.tif"),
         )
+
+
+@pytest.mark.parametrize(
+    ("status", "error"), [(503, StorageUnavailable), (429, StorageUnavailable), (404, InvalidInput)]
+)
+def test_stac_items_tell_an_outage_from_a_bad_file(
+    fake_service: FakeBlobService, status: int, error: type[Exception]
+) -> None:
+    fake_service.status = status
+    with pytest.raises(error):
+        build_raster_item(fake_service.gdal_path(), item_id="scene", collection_id="cogs")

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from psycopg.types.json import Jsonb
 
 from core.errors import InvalidInput, ServiceUnavailable
 from core.settings import DatabaseSettings, RasterSettings
 from infrastructure.db.database import Database
 from services.stac import catalog
-from services.stac.items import build_raster_item, file_asset
+from services.stac.items import COG_MEDIA_TYPE, build_raster_item, file_asset
 from services.stac.search import SearchQuery, iter_search, parse_search, search
 from tests.helpers import rasters
 from tests.helpers.stac_schema import validate_collection, validate_item
@@ -428,3 +429,61 @@ def test_sortby_orders_the_results(loaded: Database) -> None:
     assert ordered(sortby=[{"field": "cloud", "direction": "desc"}]) == days[::-1]
     query = SearchQuery.model_validate({"collections": "things", "sortby": "-datetime", "limit": "3"})
     assert [f["id"] for f in search(loaded, query.to_request(), SETTINGS).features] == ["i5", "i4", "i3"]
+
+
+def make_collection(db: Database, collection_id: str, partition_trunc: str | None) -> None:
+    """A collection with item_assets (so pgstac's base item has assets to dehydrate against), partitioned."""
+    document = catalog.collection_document(collection_id)
+    document["item_assets"] = {"data": {"type": COG_MEDIA_TYPE, "roles": ["data"], "title": "the data"}}
+    with catalog.stac_transaction(db) as conn:
+        conn.execute("SELECT create_collection(%s)", (Jsonb(document),))
+        if partition_trunc:
+            conn.execute("UPDATE collections SET partition_trunc = %s WHERE id = %s", (partition_trunc, collection_id))
+
+
+def test_bulk_upsert_stores_what_single_upserts_store(db: Database, tmp_path: Path) -> None:
+    source = rasters.multiband_int16(tmp_path / "ms.tif", 32)
+    asset = file_asset(source, href="https://example.org/ms.tif", roles=["data"])
+    raster = build_raster_item(source, item_id="r", collection_id="x", assets={"data": asset}, statistics=False)
+    items = [
+        {**raster, "id": f"r{i}", "properties": {**raster["properties"], "datetime": f"2024-0{i + 1}-15T00:00:00Z"}}
+        for i in range(3)
+    ]
+    ranged = box_item(
+        "span", 0, 0, 1, 1, "x", start_datetime="2023-12-20T00:00:00Z", end_datetime="2024-02-01T00:00:00Z"
+    )
+    ranged["properties"]["datetime"] = None
+    items.append(ranged)
+    stored: dict[str, dict[str, Any]] = {}
+    for collection, trunc in (("single", None), ("bulk", "month")):
+        make_collection(db, collection, trunc)
+        mine = [{**item, "collection": collection} for item in items]
+        if collection == "single":
+            for item in mine:
+                catalog.upsert_item(db, item)
+        else:
+            assert catalog.upsert_items(db, [*mine, mine[0]], batch_size=2) == len(mine) + 1  # r0 twice: once stored
+        for item in mine:
+            document = catalog.get_item(db, collection, item["id"])
+            assert document is not None
+            document.pop("collection")
+            document["links"] = []
+            stored[f"{collection}/{item['id']}"] = document
+    for item in items:
+        single, bulk = stored[f"single/{item['id']}"], stored[f"bulk/{item['id']}"]
+        assert bulk == single
+    assert catalog.item_counts(db)["bulk"] == 4
+    extent = catalog.get_collection(db, "bulk")["extent"]  # type: ignore[index]
+    assert extent["temporal"]["interval"] == [["2023-12-20T00:00:00Z", "2024-03-15T00:00:00Z"]]
+
+    # an item moved to another month (another partition) is replaced, not duplicated
+    moved = {
+        **items[0],
+        "collection": "bulk",
+        "properties": {**items[0]["properties"], "datetime": "2024-06-01T00:00:00Z"},
+    }
+    catalog.upsert_items(db, [moved])
+    assert catalog.item_counts(db)["bulk"] == 4
+    assert run(db, collections=["bulk"], datetime="2024-06-01T00:00:00Z") == ["r0"]
+    assert run(db, collections=["bulk"], datetime="2024-01-15T00:00:00Z") == ["span"]  # r0 left January
+    assert catalog.get_item(db, "bulk", "r0")["properties"]["created"] == raster["properties"]["created"]  # type: ignore[index]

@@ -10,10 +10,14 @@ from typing import Any
 
 import pytest
 
-from core.errors import Conflict
+from core.errors import Conflict, InvalidInput, LeaseExpired
+from core.models import JobStatus
+from core.running import Lease, RunningTask
 from core.settings import DatabaseSettings
 from infrastructure.context import AppContext
+from jobs import ingest_vector as ingest_job
 from services.vector import ingest
+from services.vector.ingest import FIRST_RUN
 from services.vector.names import ledger_name
 from tests.helpers import vectors
 from tests.helpers.driver import Driver
@@ -50,11 +54,11 @@ def prepared(
     return opts, ingest.prepare(opts, job_id=JOB, storage=ctx.storage, db=ctx.db, settings=ctx.settings)
 
 
-def load(ctx: AppContext, chunk: dict[str, Any]) -> dict[str, Any]:
+def load(ctx: AppContext, chunk: dict[str, Any], ledger: str = ledger_name(JOB, FIRST_RUN)) -> dict[str, Any]:
     return ingest.load(
         schema="geo",
         staging=chunk["staging"],
-        ledger=ledger_name(JOB),
+        ledger=ledger,
         chunk=chunk["chunk"],
         blob=chunk["blob"],
         table_z=chunk["table_z"],
@@ -117,7 +121,7 @@ def test_a_rerun_prepare_starts_clean_and_a_taken_target_changes_nothing(ctx: Ap
     with pytest.raises(Conflict, match="already exists"):
         ingest.finalize(opts, plan, job_id=JOB, storage=ctx.storage, db=ctx.db, settings=ctx.settings)
     assert count(ctx, plan["chunks"][0]["staging"]) == 100
-    ingest.cleanup_failed(opts, job_id=JOB, storage=ctx.storage, db=ctx.db, settings=ctx.settings)
+    ingest.cleanup_run("geo", job_id=JOB, run=1, storage=ctx.storage, db=ctx.db, settings=ctx.settings)
     leftovers = ctx.db.fetch_one(
         "SELECT count(*) AS n FROM pg_tables WHERE schemaname = 'geo' AND tablename LIKE %s", ("\\_ingest\\_%",)
     )
@@ -222,3 +226,167 @@ def test_the_steps_work_behind_pgbouncer(pgbouncer: DatabaseSettings, tmp_path: 
         assert done["tables"][0]["rows"] == 100 and count(context, "twice") == 100
     finally:
         context.close()
+
+
+def run_steps(ctx: AppContext, opts: ingest.IngestOptions, token: str = FIRST_RUN) -> dict[str, Any]:
+    """prepare, every load and finalize of one file, as the three stages run them."""
+    plan = ingest.prepare(opts, job_id=JOB, token=token, storage=ctx.storage, db=ctx.db, settings=ctx.settings)
+    for chunk in plan["chunks"]:
+        load(ctx, chunk, plan["ledger"])
+    return ingest.finalize(opts, plan, job_id=JOB, storage=ctx.storage, db=ctx.db, settings=ctx.settings)
+
+
+def test_csv_types_come_from_the_whole_file(ctx: AppContext, tmp_path: Path) -> None:
+    """Over 1 MB of integers, then '12abc' and '3.7' in the last rows: the column is text and keeps every value
+    (typed from the first MB, GDAL made it integer and the last two values NULL)."""
+    lines = (
+        ["id,lon,lat,pad"] + [f"{i},{i % 10},{i % 5},{'x' * 80}" for i in range(12_000)] + ["12abc,1,1,a", "3.7,2,2,b"]
+    )
+    path = tmp_path / "late.csv"
+    path.write_text("\n".join(lines) + "\n")
+    assert path.stat().st_size > 1_000_000
+    ctx.storage.upload_file("bronze", "late.csv", path)
+    done = run_steps(ctx, options("late.csv", file_extension="csv", table_name="late", chunk_size=5000))
+    types = {c["name"]: c["type"] for c in done["tables"][0]["columns"]}
+    assert types["id"] == "text"
+    got = ctx.db.quick("SELECT id FROM geo.late WHERE pad IN ('a', 'b') ORDER BY pad")
+    assert [r["id"] for r in got] == ["12abc", "3.7"]
+    nulls = ctx.db.fetch_one("SELECT count(*) AS n FROM geo.late WHERE id IS NULL")
+    assert nulls is not None and nulls["n"] == 0
+
+
+def test_system_column_names_are_renamed(ctx: AppContext, tmp_path: Path) -> None:
+    frame = vectors.points_frame(3)[["geometry"]].assign(xmin=1.0, xmax=2.0, ctid="c", tableoid=7, cmin=0, oid=5)
+    ctx.storage.upload_file("bronze", "sys.geojson", vectors.write(frame, tmp_path / "sys.geojson", driver="GeoJSON"))
+    done = run_steps(ctx, options("sys.geojson", table_name="sys"))
+    names = [c["name"] for c in done["tables"][0]["columns"]]
+    assert names == ["gid", "xmin_", "xmax_", "ctid_", "tableoid_", "cmin_", "oid_", "geom"]
+    assert count(ctx, "sys") == 3
+
+
+def test_ddl_refusals_are_invalid_input_not_retried(ctx: AppContext) -> None:
+    """A column PostgreSQL refuses (here a raw system column name) is a permanent InvalidInput, not a raw
+    psycopg error (which the machine would retry)."""
+    from services.vector import tables
+
+    with pytest.raises(InvalidInput, match=r"cannot be created: .*conflicts with a system column name"):
+        tables.create_staging(ctx.db, "geo", "t", [tables.Column("xmin", "xmin", "text")], "MultiPoint", 4326,
+                              unlogged=False)  # fmt: skip
+
+
+def test_append_with_other_column_types_names_the_column(ctx: AppContext, tmp_path: Path) -> None:
+    first = vectors.points_frame(5)[["id", "geometry"]].assign(id=lambda f: f["id"] + 3_000_000_000)  # bigint
+    ctx.storage.upload_file("bronze", "a.geojson", vectors.write(first, tmp_path / "a.geojson", driver="GeoJSON"))
+    run_steps(ctx, options("a.geojson", table_name="codes"))
+    second = first.assign(id=[f"x{i}" for i in range(5)])
+    ctx.storage.upload_file("bronze", "b.geojson", vectors.write(second, tmp_path / "b.geojson", driver="GeoJSON"))
+    widened = first.assign(id=range(5))  # integer into the bigint column: fine
+    ctx.storage.upload_file("bronze", "c.geojson", vectors.write(widened, tmp_path / "c.geojson", driver="GeoJSON"))
+    with pytest.raises(InvalidInput, match="column types differ: id is bigint in the table but text in the file"):
+        run_steps(ctx, options("b.geojson", table_name="codes", if_exists="append"), token="r2a1")
+    assert count(ctx, "codes") == 5
+    run_steps(ctx, options("c.geojson", table_name="codes", if_exists="append"), token="r3a1")
+    assert count(ctx, "codes") == 10
+
+
+def test_a_late_attempt_never_touches_a_newer_attempts_or_runs_objects(ctx: AppContext, tmp_path: Path) -> None:
+    """Attempt 1 of prepare lost its lease and attempt 2 prepared meanwhile: attempt 1 stopping removes only its
+    own objects; the clean-up of run 1 removes every attempt of run 1 and leaves run 2 alone."""
+    opts, _ = prepared(ctx, tmp_path)  # r1a1 (its objects stay: a crashed worker's)
+    newer = ingest.prepare(opts, job_id=JOB, token="r1a2", storage=ctx.storage, db=ctx.db, settings=ctx.settings)
+    with pytest.raises(LeaseExpired):  # attempt 1 is still running somewhere and finds it lost the task
+        ingest.prepare(
+            opts, job_id=JOB, token="r1a1", storage=ctx.storage, db=ctx.db, settings=ctx.settings,
+            heartbeat=lambda: False,
+        )  # fmt: skip
+    for chunk in newer["chunks"]:
+        load(ctx, chunk, newer["ledger"])
+    done = ingest.finalize(opts, newer, job_id=JOB, storage=ctx.storage, db=ctx.db, settings=ctx.settings)
+    assert done["loaded_rows"] == 100 and count(ctx, "twice") == 100
+
+    def staging_tables() -> list[str]:
+        return [
+            r["tablename"]
+            for r in ctx.db.quick("SELECT tablename FROM pg_tables WHERE tablename LIKE %s", ("\\_ingest%",))
+        ]
+
+    replace = options("twice.geojson", if_exists="replace")
+    ingest.prepare(replace, job_id=JOB, token="r2a1", storage=ctx.storage, db=ctx.db, settings=ctx.settings)
+    ingest.prepare(replace, job_id=JOB, token="r3a1", storage=ctx.storage, db=ctx.db, settings=ctx.settings)
+    assert {t.split("_")[3] for t in staging_tables()} == {"r3a1"}  # a new run sweeps earlier runs' objects
+    removed = ingest.cleanup_run("geo", job_id=JOB, run=2, storage=ctx.storage, db=ctx.db, settings=ctx.settings)
+    assert removed["dropped_tables"] == [] and staging_tables()  # run 3 is untouched by run 2's clean-up
+    ingest.cleanup_run("geo", job_id=JOB, run=3, storage=ctx.storage, db=ctx.db, settings=ctx.settings)
+    assert staging_tables() == [] and list(ctx.storage.iter_blobs("silver", "tmp/ingest_vector/")) == []
+
+
+def _submit_points(driver: Driver, ctx: AppContext, tmp_path: Path, name: str) -> str:
+    path = vectors.write(vectors.points_frame(100), tmp_path / f"{name}.geojson", driver="GeoJSON")
+    ctx.storage.upload_file("bronze", f"{name}.geojson", path)
+    job = driver.machine.submit("ingest_vector", {"blob_name": f"{name}.geojson", "chunk_size": 40}).job
+    driver.step_jobs()
+    return job.job_id
+
+
+def _running(driver: Driver, task_id: str, worker: str) -> RunningTask:
+    """Attempt 1 of a task claimed by a worker of the test's own (which then runs, or dies, as the test says)."""
+    claimed = driver.ctx.job_store.claim_task(task_id, 1, 30, worker)
+    assert claimed is not None
+    lease = Lease(lambda: driver.ctx.job_store.renew_lease(task_id, 1, 30), 10)
+    return RunningTask(claimed, driver.ctx.job_store, driver.machine.claim_check, driver.machine.resources, lease)
+
+
+def _expire(driver: Driver, task_id: str) -> None:
+    driver.sql("UPDATE geoetl.tasks SET lease_expires_at = now() - interval '1 second' WHERE task_id = %s", (task_id,))
+    assert driver.janitor()["leases_expired"] == 1
+
+
+def _check_table(driver: Driver, job_id: str, table: str, rows: int) -> None:
+    [stats] = driver.sql(f"SELECT count(*) AS n, count(DISTINCT gid) AS gids FROM geo.{table}")
+    assert stats == {"n": rows, "gids": rows}
+    [job] = driver.sql("SELECT result_data FROM geoetl.jobs WHERE job_id = %s", (job_id,))
+    assert job["result_data"]["rows"]["loaded"] == rows  # type: ignore[index]
+    left = driver.sql("SELECT tablename FROM pg_tables WHERE schemaname = 'geo' AND tablename <> %s", (table,))
+    assert left == []
+    assert list(driver.ctx.storage.iter_blobs("silver", "tmp/ingest_vector/")) == []
+
+
+def test_a_load_task_run_again_after_it_loaded_adds_nothing(
+    driver: Driver, machine_context: AppContext, tmp_path: Path
+) -> None:
+    """Attempt 1 of a load task COPYs its chunk, then its worker dies before reporting; the janitor gives the
+    task a second attempt, which the machine runs: the chunk is not loaded twice."""
+    job_id = _submit_points(driver, machine_context, tmp_path, "redelivered")
+    driver.step_tasks()  # prepare
+    driver.step_jobs()  # the load tasks
+    task_id = f"{job_id}-r1-s2-t0"
+    context = _running(driver, task_id, "dying-worker")
+    first = ingest_job.load(ingest_job.LoadTask.model_validate(_params(driver, task_id)), context)
+    assert (first["rows"], first["already_loaded"]) == (40, False)
+    _expire(driver, task_id)
+    assert driver.run(job_id) == JobStatus.COMPLETED
+    [task] = driver.sql("SELECT attempt, result_data FROM geoetl.tasks WHERE task_id = %s", (task_id,))
+    assert task["attempt"] == 2 and task["result_data"]["already_loaded"] is True  # type: ignore[index]
+    _check_table(driver, job_id, "redelivered", 100)
+
+
+def _params(driver: Driver, task_id: str) -> dict[str, Any]:
+    [row] = driver.sql("SELECT parameters FROM geoetl.tasks WHERE task_id = %s", (task_id,))
+    return dict(row["parameters"])  # type: ignore[call-overload]
+
+
+def test_a_prepare_attempt_that_lost_its_lease_leaves_the_new_attempts_work(
+    driver: Driver, machine_context: AppContext, tmp_path: Path
+) -> None:
+    """Attempt 1 of prepare stalls, its lease expires and attempt 2 prepares the load; when attempt 1 carries on
+    it finds it lost the task and stops, removing only its own objects: the job completes."""
+    job_id = _submit_points(driver, machine_context, tmp_path, "stalled")
+    task_id = f"{job_id}-r1-s1-t0"
+    slow = _running(driver, task_id, "slow-worker")
+    _expire(driver, task_id)
+    driver.step_tasks()  # attempt 2 of prepare runs
+    driver.step_jobs()  # the load tasks of attempt 2's plan
+    with pytest.raises(LeaseExpired):
+        ingest_job.prepare(ingest_job.PrepareTask(), slow)
+    assert driver.run(job_id) == JobStatus.COMPLETED
+    _check_table(driver, job_id, "stalled", 100)

@@ -169,3 +169,25 @@ def test_extents_of_both_paths_and_across_the_antimeridian() -> None:
         assert result.bounds[0].tolist() == [-179.5, 1, -179.5, 1, 180.5, 180.5]
         assert result.bounds[1].tolist() == [179, 2, 180, 3, 179, 180]
         assert result.bounds[2].tolist() == [-180, 0, 180, 1, 179, 181]  # straddles: vertex by vertex
+
+
+def test_edges_across_the_antimeridian_are_cut_there_in_geographic_coordinates() -> None:
+    """A ring 179.5 → -179.5 is the 1°x1° square the short way round (not a 359° strip); a line across keeps its Z
+    (interpolated at the cut); parts already split at ±180 and rings closed along ±180 (around a pole) are kept."""
+    crossing = shapely.from_wkt("POLYGON((179.5 -20, -179.5 -20, -179.5 -19, 179.5 -19, 179.5 -20))")
+    route = shapely.from_wkt("LINESTRING Z(179 -18 5, -179 -18.5 7)")
+    split = shapely.from_wkt(
+        "MULTIPOLYGON(((179 -17, 180 -17, 180 -16, 179 -16, 179 -17)),"
+        "((-180 -17, -179 -17, -179 -16, -180 -16, -180 -17)))"
+    )
+    polar = shapely.from_wkt("POLYGON((-180 -90, 180 -90, 180 -80, -180 -80, -180 -90))")
+    done = process_wkb(wkb_array([crossing, route, split, polar]), transformer=None, invalid="repair", geographic=True)
+    square, line, kept, pole = (shapely.from_wkb(w) for w in done.wkb.to_pylist())
+    assert square.geom_type == "MultiPolygon" and len(square.geoms) == 2 and square.area == pytest.approx(1.0)
+    assert square.bounds == (-180, -20, 180, -19)
+    assert line.geom_type == "MultiLineString" and len(line.geoms) == 2 and line.length == pytest.approx(2.0, abs=0.1)
+    assert shapely.get_coordinates(line, include_z=True)[1].tolist() == pytest.approx([180, -18.25, 6])
+    assert shapely.equals(kept, split) and shapely.equals(pole, polar)
+    # in a projected CRS nothing is cut; the fast path (no transformer) hands such a batch to the general path
+    flat = process_wkb(wkb_array([crossing]), transformer=None, invalid="repair", geographic=False)
+    assert shapely.from_wkb(flat.wkb[0].as_py()).area == pytest.approx(359.0)

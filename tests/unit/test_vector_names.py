@@ -9,8 +9,11 @@ from services.vector.names import (
     launder,
     launder_columns,
     ledger_name,
+    parse_token,
+    run_token,
     staging_name,
     table_for_family,
+    token_of_table,
     truncate_identifier,
 )
 
@@ -53,5 +56,15 @@ def test_family_tables_and_staging_names() -> None:
     long = table_for_family("t" * 63, "polygons")
     assert long.endswith("_polygons") and len(long) <= 63
     job = "ab" * 32
-    assert staging_name(job, "points") == f"_ingest_{job[:16]}_points"
-    assert ledger_name(job) == f"_ingest_{job[:16]}_chunks"
+    token = run_token(2, 3)
+    assert staging_name(job, token, "points") == f"_ingest_{job[:16]}_r2a3_points"
+    assert ledger_name(job, token) == f"_ingest_{job[:16]}_r2a3_chunks"
+    assert parse_token(token) == (2, 3) and parse_token("r2") is None
+    assert token_of_table(job, ledger_name(job, token)) == token and token_of_table(job, "other") is None
+    assert token_of_table(job, staging_name(job, run_token(12, 1), "polygons")) == "r12a1"  # not r1's
+
+
+def test_system_column_names_get_a_suffix() -> None:
+    """xmin, ctid… are PostgreSQL system columns: a user column of that name is refused by CREATE TABLE."""
+    names = launder_columns(["xmin", "XMAX", "cmin", "cmax", "ctid", "tableoid", "oid", "xmin_"])
+    assert names == ["xmin_", "xmax_", "cmin_", "cmax_", "ctid_", "tableoid_", "oid_", "xmin__2"]
