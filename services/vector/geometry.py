@@ -271,9 +271,12 @@ def antimeridian_rows(geoms: np.ndarray) -> np.ndarray:
     """Indices of the lines and polygons (in longitude/latitude) with an edge that crosses the antimeridian: two
     consecutive vertices of a ring or line more than 180° of longitude apart (179 → -179). An edge from exactly
     180 to exactly -180 (how a ring around a pole is closed) is not a crossing."""
-    if not len(geoms):
+    bounds = shapely.bounds(geoms) if len(geoms) else np.empty((0, 4))
+    wide = np.flatnonzero(bounds[:, 2] - bounds[:, 0] > 180)  # only these can have such an edge
+    if not len(wide):
         return np.empty(0, dtype=np.int64)
-    parts, owner = shapely.get_parts(geoms, return_index=True)
+    parts, owner = shapely.get_parts(geoms[wide], return_index=True)
+    owner = wide[owner]
     kinds = shapely.get_type_id(parts)
     lines = np.flatnonzero(np.isin(kinds, (1, 2)))
     polygons = np.flatnonzero(kinds == 3)
@@ -316,7 +319,26 @@ def process(
     geographic: bool = False,
 ) -> Processed:
     """Apply the rules to one batch: split at the antimeridian (``geographic``: longitude/latitude coordinates),
-    repair (or skip) invalid, reproject, promote to Multi*, classify."""
+    repair (or skip) invalid, reproject, promote to Multi*, classify. ``geoms`` is not changed."""
+    geoms, family = _classified(geoms)
+    keep = np.ones(len(geoms), dtype=bool)
+    skipped = unreadable
+    if geographic:
+        skipped += _split_antimeridian(geoms, family, keep)
+    repaired, dropped = _repaired(geoms, family, keep, invalid)
+    skipped += dropped
+    if transformer is not None:
+        _reproject(geoms, np.flatnonzero(keep & (family > 0)), transformer)
+    skipped += _promoted(geoms, family, keep)
+    family[~keep] = 0
+    geoms[~keep] = None
+    wkb, has_z, bounds = _encoded(geoms, family)
+    return Processed(wkb, family, has_z, keep, repaired, skipped, bounds)
+
+
+def _classified(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A copy of the batch (missing and empty geometries as None, a collection reduced to its highest-dimension
+    family's parts) and each row's family code (0: no geometry)."""
     n = len(geoms)
     present = ~shapely.is_missing(geoms)
     present[present] = ~shapely.is_empty(geoms[present])
@@ -326,49 +348,59 @@ def process(
     type_ids[present] = shapely.get_type_id(geoms[present])
     family = np.zeros(n, dtype=np.int8)
     family[present] = _FAMILY_OF_TYPE[np.clip(type_ids[present], 0, 7)]
-    keep = np.ones(n, dtype=bool)
-    skipped = unreadable
-    repaired = 0
-
-    for i in np.flatnonzero(type_ids == 7):  # collections: the highest-dimension family
+    for i in np.flatnonzero(type_ids == 7):
         family[i] = _collection_family(geoms[i])
         geoms[i] = _family_part(geoms[i], int(family[i])) if family[i] else None
+        if geoms[i] is None:
+            family[i] = 0
+    return geoms, family
 
-    if geographic:
-        shaped = np.flatnonzero(present & (family > 1))
-        for i in shaped[antimeridian_rows(geoms[shaped])]:
-            geoms[i] = split_at_antimeridian(geoms[i], int(family[i]))
-            if geoms[i] is None:
-                keep[i] = False
-                skipped += 1
 
-    invalid_rows = np.flatnonzero(present & (family > 0) & keep)
-    if len(invalid_rows):
-        invalid_rows = invalid_rows[~shapely.is_valid(geoms[invalid_rows])]
-    for i in invalid_rows:
-        if invalid == "skip":
+def _split_antimeridian(geoms: np.ndarray, family: np.ndarray, keep: np.ndarray) -> int:
+    """Lines and polygons with edges across the antimeridian cut there (in place); how many were dropped."""
+    dropped = 0
+    shaped = np.flatnonzero(family > 1)
+    for i in shaped[antimeridian_rows(geoms[shaped])]:
+        geoms[i] = split_at_antimeridian(geoms[i], int(family[i]))
+        if geoms[i] is None:
             keep[i] = False
-            skipped += 1
-            continue
-        fixed = _family_part(shapely.make_valid(geoms[i]), int(family[i]))
+            dropped += 1
+    return dropped
+
+
+def _repaired(geoms: np.ndarray, family: np.ndarray, keep: np.ndarray, invalid: str) -> tuple[int, int]:
+    """Invalid geometries made valid (``repair``, keeping their family's parts) or dropped (``skip``, or nothing
+    left of the family after repair), in place: (repaired, dropped)."""
+    repaired = dropped = 0
+    rows = np.flatnonzero((family > 0) & keep)
+    if len(rows):
+        rows = rows[~shapely.is_valid(geoms[rows])]
+    for i in rows:
+        fixed = None if invalid == "skip" else _family_part(shapely.make_valid(geoms[i]), int(family[i]))
         if fixed is None or fixed.is_empty:
             keep[i] = False
-            skipped += 1
+            dropped += 1
         else:
             geoms[i] = fixed
             repaired += 1
+    return repaired, dropped
 
-    if transformer is not None:
-        rows = np.flatnonzero(keep & (family > 0))
-        if len(rows):
-            moved = shapely.transform(geoms[rows], _projector(transformer), include_z=None)
-            bad = ~np.isfinite(shapely.bounds(moved)).all(axis=1)
-            if bad.any():
-                raise InvalidInput(
-                    f"{int(bad.sum())} geometries cannot be reprojected to the target CRS (outside its area of use)"
-                )
-            geoms[rows] = moved
 
+def _reproject(geoms: np.ndarray, rows: np.ndarray, transformer: Transformer) -> None:
+    if not len(rows):
+        return
+    moved = shapely.transform(geoms[rows], _projector(transformer), include_z=None)
+    bad = ~np.isfinite(shapely.bounds(moved)).all(axis=1)
+    if bad.any():
+        raise InvalidInput(
+            f"{int(bad.sum())} geometries cannot be reprojected to the target CRS (outside its area of use)"
+        )
+    geoms[rows] = moved
+
+
+def _promoted(geoms: np.ndarray, family: np.ndarray, keep: np.ndarray) -> int:
+    """Every kept geometry as the Multi* of its family, in place; how many were dropped (nothing left)."""
+    dropped = 0
     live = np.flatnonzero(keep & (family > 0))
     current = shapely.get_type_id(geoms[live]) if len(live) else np.empty(0, dtype=np.int64)
     for code, make in ((1, shapely.multipoints), (2, shapely.multilinestrings), (3, shapely.multipolygons)):
@@ -379,9 +411,13 @@ def process(
         geoms[i] = _to_multi(geoms[i], int(family[i]))
         if geoms[i] is None:
             keep[i] = False
-            skipped += 1
-    family[~keep] = 0
-    geoms[~keep] = None
+            dropped += 1
+    return dropped
+
+
+def _encoded(geoms: np.ndarray, family: np.ndarray) -> tuple[pa.Array, np.ndarray, np.ndarray]:
+    """(WKB, has Z, extents) per row; a family's rows are Z when any of them is (the others get z = 0)."""
+    n = len(geoms)
     has_z = np.zeros(n, dtype=bool)
     out = np.empty(n, dtype=object)
     for code in (1, 2, 3):
@@ -394,7 +430,7 @@ def process(
     live = np.flatnonzero(family > 0)
     if len(live):
         bounds[live] = extents(geoms[live])
-    return Processed(pa.array(out, type=pa.binary()), family, has_z, keep, repaired, skipped, bounds)
+    return pa.array(out, type=pa.binary()), has_z, bounds
 
 
 def process_wkb(wkb: pa.Array, *, transformer: Transformer | None, invalid: str, geographic: bool = False) -> Processed:

@@ -245,9 +245,15 @@ def _prepare(
         )
     steps: dict[str, float] = {"setup": round(time.perf_counter() - started, 3)}
     mark = time.perf_counter()
+
+    def step(name: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        steps[name] = round(now - mark, 3)
+        mark = now
+
     with _downloaded(storage, options, vector.vector_temp_dir) as (path, scratch):
-        steps["download"] = round(time.perf_counter() - mark, 3)
-        mark = time.perf_counter()
+        step("download")
         source = open_source(
             path,
             fmt,
@@ -260,14 +266,10 @@ def _prepare(
             ),
         )
         source_crs = _source_crs(source, options)
-        transformer = transformer_for(source_crs, target_crs)
         chunk_size = options.chunk_size or choose_chunk_size(source.feature_count, vector)
-        buckets: dict[int, _Bucket] = {code: _Bucket() for code in range(len(FAMILIES) + 1)}
-        columns: list[tables.Column] | None = None
-        source_rows = repaired = skipped = 0
         convert = functools.partial(
             _convert_batch,
-            transformer=transformer,
+            transformer=transformer_for(source_crs, target_crs),
             geographic=bool(source_crs.is_geographic),
             invalid=options.invalid_geometry,
             target_crs=target_crs,
@@ -276,51 +278,110 @@ def _prepare(
             storage=storage,
             work=work,
         )
-        # batches are read here and converted in worker threads (GEOS, Parquet and the storage release the GIL),
-        # at most PREPARE_THREADS + 1 at a time; results are taken in order, so chunk ids and gids are deterministic
-        steps["inspect"] = round(time.perf_counter() - mark, 3)
-        mark = time.perf_counter()
-        pending: collections.deque[Future[_Converted]] = collections.deque()
-        with ThreadPoolExecutor(PREPARE_THREADS, thread_name_prefix="ingest-prepare") as pool:
+        step("inspect")
 
-            def collect(converted: _Converted) -> None:
-                nonlocal repaired, skipped
-                repaired += converted.repaired
-                skipped += converted.skipped
-                for code, record in converted.chunks:
-                    bucket = buckets[code]
-                    bucket.has_z |= record["z"]
-                    bucket.rows += record["rows"]
-                    bucket.chunks.append(record)
+        def stop_if_lost() -> None:
+            if not heartbeat():  # the job ended (or another attempt owns the task): stop
+                _abandon(db, storage, options.schema, work, job_id, token)
 
-            try:
-                for index, batch in enumerate(iter_batches(source, chunk_size)):
-                    if not heartbeat():  # the job ended (or another attempt owns the task): stop
-                        _abandon(db, storage, options.schema, work, job_id, token)
-                    if columns is None:
-                        names = launder_columns(batch.attributes.column_names)
-                        columns = [
-                            tables.Column(n, s, tables.pg_type(f.type))
-                            for n, s, f in zip(
-                                names, batch.attributes.column_names, batch.attributes.schema, strict=True
-                            )
-                        ]
-                    pending.append(pool.submit(convert, batch, [c.name for c in columns], index, source_rows))
-                    source_rows += len(batch.wkb)
-                    while len(pending) > PREPARE_THREADS:
-                        collect(pending.popleft().result())
-                while pending:
+        written = _write_chunks(source, chunk_size, convert, stop=stop_if_lost)
+    step("chunks")
+    plan, chunk_tasks = _plan_tables(written, options, job_id=job_id, token=token)
+    ledger = ledger_name(job_id, token)
+    _create_tables(db, options, plan, written.columns, srid, ledger)
+    step("tables")
+    result: dict[str, Any] = {
+        "job_id": job_id,
+        "token": token,
+        "ledger": ledger,
+        "plan_blob": chunk_io.plan_name(job_id, token),
+        "format": fmt,
+        "layer": source.layer,
+        "layers": source.layers,
+        "source_crs": source_crs.to_string(),
+        "target_srid": srid,
+        "chunk_size": chunk_size,
+        "source_rows": written.source_rows,
+        "repaired_rows": written.repaired,
+        "skipped_rows": written.skipped,
+        "columns": [{"name": c.name, "source": c.source, "type": c.type} for c in written.columns],
+        "tables": plan,
+        "chunks": chunk_tasks,
+        "seconds": round(time.perf_counter() - started, 3),
+        "steps": steps,
+    }
+    summary = {k: v for k, v in result.items() if k != "chunks"}  # what the finalize stage reads
+    storage.write_bytes(work, result["plan_blob"], json.dumps(summary).encode(), content_type="application/json")
+    if not heartbeat():  # the job ended (its clean-up may be done already) or the task was taken over: undo ours
+        _abandon(db, storage, options.schema, work, job_id, token)
+    return result
+
+
+@dataclass
+class _Written:
+    """What the chunk writing saw: rows per family (code 0: no geometry), the columns, the counts."""
+
+    buckets: dict[int, _Bucket]
+    columns: list[tables.Column]
+    source_rows: int
+    repaired: int
+    skipped: int
+
+
+def _write_chunks(
+    source: Source, chunk_size: int, convert: Callable[..., _Converted], *, stop: Callable[[], None]
+) -> _Written:
+    """Read the layer batch by batch and convert each in a worker thread into chunks (GEOS, Parquet and the
+    storage release the GIL), at most PREPARE_THREADS + 1 at a time; results are taken in order, so chunk ids and
+    gids are deterministic. ``stop`` is called before each batch (it raises to end the work)."""
+    buckets: dict[int, _Bucket] = {code: _Bucket() for code in range(len(FAMILIES) + 1)}
+    columns: list[tables.Column] | None = None
+    source_rows = repaired = skipped = 0
+    pending: collections.deque[Future[_Converted]] = collections.deque()
+
+    def collect(converted: _Converted) -> None:
+        nonlocal repaired, skipped
+        repaired += converted.repaired
+        skipped += converted.skipped
+        for code, record in converted.chunks:
+            bucket = buckets[code]
+            bucket.has_z |= record["z"]
+            bucket.rows += record["rows"]
+            bucket.chunks.append(record)
+
+    with ThreadPoolExecutor(PREPARE_THREADS, thread_name_prefix="ingest-prepare") as pool:
+        try:
+            for index, batch in enumerate(iter_batches(source, chunk_size)):
+                stop()
+                if columns is None:
+                    attributes = batch.attributes
+                    names = launder_columns(attributes.column_names)
+                    columns = [
+                        tables.Column(n, s, tables.pg_type(f.type))
+                        for n, s, f in zip(names, attributes.column_names, attributes.schema, strict=True)
+                    ]
+                pending.append(pool.submit(convert, batch, [c.name for c in columns], index, source_rows))
+                source_rows += len(batch.wkb)
+                while len(pending) > PREPARE_THREADS:
                     collect(pending.popleft().result())
-            finally:
-                for future in pending:
-                    future.cancel()
-    steps["chunks"] = round(time.perf_counter() - mark, 3)
-    mark = time.perf_counter()
+            while pending:
+                collect(pending.popleft().result())
+        finally:
+            for future in pending:
+                future.cancel()
     if source_rows == 0 or columns is None:
         raise InvalidInput("the layer holds no features (empty file)")
+    return _Written(buckets, columns, source_rows, repaired, skipped)
+
+
+def _plan_tables(
+    written: _Written, options: IngestOptions, *, job_id: str, token: str
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """One table per geometry family found (features without geometry go with the first), and the load tasks."""
+    buckets = written.buckets
     families = [code for code in range(1, len(FAMILIES) + 1) if buckets[code].rows]
     if not families:
-        raise InvalidInput(f"none of the {source_rows} features has a usable geometry")
+        raise InvalidInput(f"none of the {written.source_rows} features has a usable geometry")
     mixed = len(families) > 1
     plan: list[dict[str, Any]] = []
     chunk_tasks: list[dict[str, Any]] = []
@@ -329,18 +390,17 @@ def _prepare(
         bucket = buckets[code]
         own_chunks = list(bucket.chunks)
         rows = bucket.rows
-        if position == 0:  # features without geometry go with the first family's table
+        if position == 0:
             own_chunks += buckets[0].chunks
             rows += buckets[0].rows
-        target = table_for_family(options.table_name, family if mixed else None)
         boxes = np.array([c["bounds"] for c in bucket.chunks], dtype=float)
-        geometry_type = MULTI_TYPES[family] + ("Z" if bucket.has_z else "")
+        staging = staging_name(job_id, token, family)
         plan.append(
             {
                 "family": family,
-                "target": target,
-                "staging": staging_name(job_id, token, family),
-                "geometry_type": geometry_type,
+                "target": table_for_family(options.table_name, family if mixed else None),
+                "staging": staging,
+                "geometry_type": MULTI_TYPES[family] + ("Z" if bucket.has_z else ""),
                 "has_z": bucket.has_z,
                 "expected_rows": rows,
                 # extent in the target CRS, and the x range with longitudes in 0..360 (antimeridian check)
@@ -354,9 +414,15 @@ def _prepare(
                 ],
             }
         )
-        chunk_tasks += [
-            {**c, "staging": staging_name(job_id, token, family), "table_z": bucket.has_z} for c in own_chunks
-        ]
+        chunk_tasks += [{**c, "staging": staging, "table_z": bucket.has_z} for c in own_chunks]
+    chunk_tasks.sort(key=lambda c: c["chunk"])
+    return plan, chunk_tasks
+
+
+def _create_tables(
+    db: Any, options: IngestOptions, plan: list[dict[str, Any]], columns: list[tables.Column], srid: int, ledger: str
+) -> None:
+    """The staging tables and the ledger, created here once (never by the parallel load tasks)."""
     if options.if_exists == "fail":
         taken = [p["target"] for p in plan if tables.table_exists(db, options.schema, p["target"])]
         if taken:
@@ -364,40 +430,11 @@ def _prepare(
                 f"table(s) {', '.join(f'{options.schema}.{t}' for t in taken)} already exist (if_exists=fail)",
                 field="if_exists",
             )
-    # the tables are created here, once, never by the parallel load tasks
     for entry in plan:
         tables.create_staging(
             db, options.schema, entry["staging"], columns, entry["geometry_type"], srid, unlogged=options.unlogged
         )
-    ledger = ledger_name(job_id, token)
     tables.create_ledger(db, options.schema, ledger)
-    steps["tables"] = round(time.perf_counter() - mark, 3)
-    chunk_tasks.sort(key=lambda c: c["chunk"])
-    result: dict[str, Any] = {
-        "job_id": job_id,
-        "token": token,
-        "ledger": ledger,
-        "plan_blob": chunk_io.plan_name(job_id, token),
-        "format": fmt,
-        "layer": source.layer,
-        "layers": source.layers,
-        "source_crs": source_crs.to_string(),
-        "target_srid": srid,
-        "chunk_size": chunk_size,
-        "source_rows": source_rows,
-        "repaired_rows": repaired,
-        "skipped_rows": skipped,
-        "columns": [{"name": c.name, "source": c.source, "type": c.type} for c in columns],
-        "tables": plan,
-        "chunks": chunk_tasks,
-        "seconds": round(time.perf_counter() - started, 3),
-        "steps": steps,
-    }
-    summary = {k: v for k, v in result.items() if k != "chunks"}  # what the finalize stage reads
-    storage.write_bytes(work, result["plan_blob"], json.dumps(summary).encode(), content_type="application/json")
-    if not heartbeat():  # the job ended (its clean-up may be done already) or the task was taken over: undo ours
-        _abandon(db, storage, options.schema, work, job_id, token)
-    return result
 
 
 PREPARE_THREADS = 2
@@ -621,13 +658,15 @@ def finalize(
             items.append(item["id"])
     step("stac")
     mine = parse_token(prepared["token"])
-    removed = clear_chunks(
-        storage,
-        settings.vector.vector_work_container,
-        job_id,
-        which=lambda run, attempt: (run, attempt) == mine,
-        only_chunks=True,
+    assert mine is not None
+    work = settings.vector.vector_work_container
+    removed = clear_chunks(storage, work, job_id, which=lambda run, attempt: (run, attempt) == mine, only_chunks=True)
+    # what other prepare attempts of this run (or earlier runs) may have left: they lost their task, and this
+    # run succeeded (the plan blob of this attempt goes last, in the job's finalize)
+    others = sweep(
+        db, storage, options.schema, work, job_id, lambda run, attempt: run <= mine[0] and (run, attempt) != mine
     )
+    removed += others["removed_blobs"]
     step("cleanup")
     counted = {d["table"]: d["rows"] for d in described}
     return {

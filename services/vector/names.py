@@ -1,8 +1,9 @@
 """Laundering of table, schema and column names into safe PostgreSQL identifiers.
 
-A laundered name is lower case ASCII (accents folded), made of ``[a-z0-9_]``,
-starts with a letter or ``_``, is not a reserved word nor a system column name
-(``xmin_``, ``ctid_``…), and fits PostgreSQL's 63-byte identifier limit. Names are still always quoted with
+A laundered name is lower case, made of letters (of any script: Cyrillic, Greek, CJK… stay as they are; accents
+on Latin letters are folded, é → e), digits and ``_``, starts with a letter or ``_``, is not a reserved word nor a
+system column name (``xmin_``, ``ctid_``…), and fits PostgreSQL's 63-byte identifier limit (cut by UTF-8 bytes,
+never inside a character). Names are still always quoted with
 ``psycopg.sql.Identifier`` when used in SQL.
 """
 
@@ -39,30 +40,43 @@ STAGING_PREFIX = "_ingest_"
 # Schemas ingest_vector never writes to
 PROTECTED_SCHEMAS = frozenset({"geoetl", "pgstac", "information_schema", "public", "h3"})
 
-_UNSAFE = re.compile(r"[^a-z0-9_]+")
 _UNDERSCORES = re.compile(r"_{2,}")
 
 
 def _fold(text: str) -> str:
-    """Accents removed (é → e), compatibility characters decomposed, lower case."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
-    return "".join(c for c in decomposed if not unicodedata.combining(c)).lower()
+    """Lower case, compatibility characters decomposed, accents of Latin letters removed (é → e); letters of other
+    scripts kept whole (й stays й), then recomposed (NFC)."""
+    decomposed = unicodedata.normalize("NFKD", text.lower().replace("ß", "ss"))
+    kept: list[str] = []
+    for char in decomposed:
+        if unicodedata.combining(char) and kept and kept[-1].isascii():
+            continue  # an accent on a Latin letter
+        kept.append(char)
+    return unicodedata.normalize("NFC", "".join(kept)).lower()
+
+
+def _safe(text: str) -> str:
+    """Every run of characters other than letters, digits and ``_`` as one ``_``."""
+    return _UNDERSCORES.sub("_", "".join(c if c.isalnum() or c == "_" else "_" for c in text))
 
 
 def truncate_identifier(name: str, limit: int = MAX_IDENTIFIER_BYTES) -> str:
-    """``name`` cut to ``limit`` bytes; a cut name ends with 6 hex digits of its hash so cut names stay distinct."""
-    if len(name.encode()) <= limit:
+    """``name`` cut to ``limit`` UTF-8 bytes (never inside a character); a cut name ends with 6 hex digits of its
+    hash so cut names stay distinct."""
+    encoded = name.encode()
+    if len(encoded) <= limit:
         return name
-    digest = hashlib.sha256(name.encode()).hexdigest()[:6]
-    return f"{name[: limit - 7].rstrip('_')}_{digest}"
+    digest = hashlib.sha256(encoded).hexdigest()[:6]
+    head = encoded[: limit - 7].decode("utf-8", errors="ignore")  # a character cut in two is left out
+    return f"{head.rstrip('_')}_{digest}"
 
 
 def launder(name: str, *, fallback: str = "") -> str:
     """A safe identifier for ``name``; ``fallback`` when nothing usable is left ('' when none is given)."""
-    text = _UNDERSCORES.sub("_", _UNSAFE.sub("_", _fold(str(name)))).strip("_")
+    text = _safe(_fold(str(name))).strip("_")
     if not text:
         return fallback
-    if text[0].isdigit():
+    if not text[0].isalpha():
         text = f"_{text}"
     if text in RESERVED_WORDS or text in SYSTEM_COLUMNS:
         text = f"{text}_"

@@ -4,6 +4,7 @@ is loaded once; a re-run prepare starts clean; a finalize that finds its target 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -255,12 +256,14 @@ def test_csv_types_come_from_the_whole_file(ctx: AppContext, tmp_path: Path) -> 
     assert nulls is not None and nulls["n"] == 0
 
 
-def test_system_column_names_are_renamed(ctx: AppContext, tmp_path: Path) -> None:
-    frame = vectors.points_frame(3)[["geometry"]].assign(xmin=1.0, xmax=2.0, ctid="c", tableoid=7, cmin=0, oid=5)
+def test_system_and_non_latin_column_names(ctx: AppContext, tmp_path: Path) -> None:
+    frame = vectors.points_frame(3)[["geometry"]].assign(
+        xmin=1.0, xmax=2.0, ctid="c", tableoid=7, cmin=0, oid=5, **{"Население": 9}
+    )
     ctx.storage.upload_file("bronze", "sys.geojson", vectors.write(frame, tmp_path / "sys.geojson", driver="GeoJSON"))
     done = run_steps(ctx, options("sys.geojson", table_name="sys"))
     names = [c["name"] for c in done["tables"][0]["columns"]]
-    assert names == ["gid", "xmin_", "xmax_", "ctid_", "tableoid_", "cmin_", "oid_", "geom"]
+    assert names == ["gid", "xmin_", "xmax_", "ctid_", "tableoid_", "cmin_", "oid_", "население", "geom"]
     assert count(ctx, "sys") == 3
 
 
@@ -384,8 +387,12 @@ def test_a_prepare_attempt_that_lost_its_lease_leaves_the_new_attempts_work(
     task_id = f"{job_id}-r1-s1-t0"
     slow = _running(driver, task_id, "slow-worker")
     _expire(driver, task_id)
-    driver.step_tasks()  # attempt 2 of prepare runs
-    driver.step_jobs()  # the load tasks of attempt 2's plan
+    deadline = time.monotonic() + 30
+    while not driver.sql("SELECT 1 FROM geoetl.tasks WHERE job_id = %s AND stage = 2", (job_id,)):
+        assert time.monotonic() < deadline, "attempt 2 of prepare did not complete"
+        if not driver.step():  # attempt 2 of prepare (after its retry delay), then the load tasks of its plan
+            time.sleep(0.02)
+    assert len(driver.sql("SELECT 1 FROM pg_tables WHERE tablename LIKE %s", ("\\_ingest\\_%r1a2%",))) == 2
     with pytest.raises(LeaseExpired):
         ingest_job.prepare(ingest_job.PrepareTask(), slow)
     assert driver.run(job_id) == JobStatus.COMPLETED

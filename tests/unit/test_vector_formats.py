@@ -52,6 +52,6 @@ def test_a_corrupt_member_is_invalid_input_when_read(tmp_path: Path) -> None:
     start = info.header_offset + 30 + len(info.filename) + len(info.extra)
     data[start + 10 : start + 60] = b"\xff" * 50  # the compressed .shp stream, damaged
     path.write_bytes(bytes(data))
-    with pytest.raises(InvalidInput, match="cannot be read"):
+    with pytest.raises(InvalidInput, match=r"cannot be (opened|read)"):
         for _ in iter_batches(open_source(path, "shapefile_zip"), 100):
             pass

@@ -29,6 +29,12 @@ from services.vector.names import (
         ("ÉLÉVATION", "elevation"),
         ("a;DROP TABLE x;--", "a_drop_table_x"),
         ("!!!", ""),
+        ("Население 2020", "население_2020"),  # letters of every script are kept (identifiers are quoted)
+        ("Πληθυσμός", "πληθυσμός"),
+        ("Длина, км", "длина_км"),  # й-like letters keep their marks: only Latin accents are folded
+        ("Район", "район"),
+        ("人口 (千人)", "人口_千人"),
+        ("١٢٣", "_١٢٣"),  # digits of any script: not a first character
     ],
 )
 def test_launder(raw: str, expected: str) -> None:
@@ -68,3 +74,15 @@ def test_system_column_names_get_a_suffix() -> None:
     """xmin, ctid… are PostgreSQL system columns: a user column of that name is refused by CREATE TABLE."""
     names = launder_columns(["xmin", "XMAX", "cmin", "cmax", "ctid", "tableoid", "oid", "xmin_"])
     assert names == ["xmin_", "xmax_", "cmin_", "cmax_", "ctid_", "tableoid_", "oid_", "xmin__2"]
+
+
+def test_multibyte_names_are_cut_by_bytes_and_stay_distinct() -> None:
+    """63 bytes, not 63 characters: a cut never splits a character, and names equal after the cut stay distinct."""
+    stem = "численность_населения_по_переписи_" * 2  # 2 bytes a letter
+    names = launder_columns([stem + "мужчины", stem + "женщины", "人口" * 30, "人口" * 30, "人口" * 30])
+    assert len(set(names)) == 5
+    for name in names:
+        assert len(name.encode()) <= MAX_IDENTIFIER_BYTES
+        name.encode().decode("utf-8")  # whole characters only
+    assert names[0].startswith("численность_населения") and names[2].startswith("人口人口")
+    assert names[3].endswith("_2") and names[4].endswith("_3")
