@@ -4,14 +4,35 @@ from core.registry import Registry
 
 registry = Registry()
 
-from jobs import diamond, hello_world  # noqa: E402  (modules register themselves on import)
-from jobs import stac_search, stac_setup  # noqa: E402, F401
-from jobs import create_h3_base, generate_h3_grid, generate_h3_level4  # noqa: E402, F401
-from jobs import list_container_contents, summarize_container  # noqa: E402, F401
-from jobs import process_raster  # noqa: E402, F401
-from jobs import ingest_vector  # noqa: E402, F401
-from jobs import duckdb_query  # noqa: E402, F401
+from jobs import (  # noqa: E402  (modules register themselves on import)
+    create_h3_base,
+    diamond,
+    duckdb_query,
+    generate_h3_grid,
+    generate_h3_level4,
+    hello_world,
+    ingest_vector,
+    list_container_contents,
+    process_raster,
+    stac_search,
+    stac_setup,
+    summarize_container,
+)
 
 registry.check()
 
-__all__ = ["diamond", "hello_world", "registry"]
+__all__ = [
+    "create_h3_base",
+    "diamond",
+    "duckdb_query",
+    "generate_h3_grid",
+    "generate_h3_level4",
+    "hello_world",
+    "ingest_vector",
+    "list_container_contents",
+    "process_raster",
+    "registry",
+    "stac_search",
+    "stac_setup",
+    "summarize_container",
+]
