@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
 from core.machine import CoreMachine
-from core.models import JobStatus, StageStatus, job_message, task_message
+from core.models import JobStatus, StageStatus, cleanup_message, job_message, task_message
 
 log = logging.getLogger("geoetl.janitor")
 T = TypeVar("T")
@@ -28,6 +28,7 @@ class JanitorReport:
     tasks_redriven: int = 0  # queued tasks whose message was lost: message sent again
     jobs_redriven: int = 0  # jobs waiting for a planning or finalizing message that was lost
     stages_repaired: int = 0  # stages with every task done but not finished
+    cleanups_redriven: int = 0  # failed or cancelled runs whose clean-up message was lost
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -57,6 +58,9 @@ def run_janitor(machine: CoreMachine) -> JanitorReport:
     for job_id, number in _listed(store.stuck_stages, stale, BATCH):
         if _guarded(machine.repair_stage, job_id, number) not in (None, "ignored"):
             report.stages_repaired += 1
+    for job_id, run in _listed(store.pending_cleanups, stale, BATCH):
+        if _guarded(_redrive_cleanup, machine, job_id, run, suffix) is not None:
+            report.cleanups_redriven += 1
     if any(report.as_dict().values()):
         log.info("janitor: %s", report.as_dict())
     return report
@@ -75,6 +79,14 @@ def _redrive_job(machine: CoreMachine, job_id: str, run: int, step: str, suffix:
         u.touch_job(job_id)
         u.event(job_id, run, "job_redriven", details={"step": step, "reason": "no progress: message re-sent"})
         u.send(machine.jobs_queue, [job_message(job_id, run, step + suffix)])
+    return "sent"
+
+
+def _redrive_cleanup(machine: CoreMachine, job_id: str, run: int, suffix: str) -> str:
+    with machine.store.unit() as u:
+        u.touch_job(job_id)
+        u.event(job_id, run, "job_redriven", details={"step": "cleanup", "reason": "clean-up pending: message re-sent"})
+        u.send(machine.jobs_queue, [cleanup_message(job_id, run, suffix)])
     return "sent"
 
 

@@ -65,6 +65,7 @@ from core.settings import OrchestrationSettings
 log = logging.getLogger("geoetl.machine")
 
 MAX_PARAMETERS_BYTES = 256 * 1024
+CLEANUP_MAX_DELIVERIES = 3  # deliveries of one clean-up message that may end in a retryable error
 
 
 @dataclass(frozen=True)
@@ -120,11 +121,14 @@ class CoreMachine:
         return Submission(job, created)
 
     def resubmit(self, job_id: str) -> JobRecord:
-        """A new run of a failed or cancelled job (same id); its history stays in the event log."""
+        """A new run of an ended job (same id): failed, cancelled, or completed when its inputs changed.
+
+        Never silently: submitting the same parameters again returns the existing job. Its history stays
+        in the event log."""
         with self.store.unit() as u:
             job = self._existing(u, job_id)
-            if job.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
-                raise Conflict(f"job {job_id} is {job.status}; only a failed or cancelled job can be resubmitted")
+            if not job.status.terminal:
+                raise Conflict(f"job {job_id} is {job.status}; only a job that has ended can be resubmitted")
             run = u.reset_job_for_rerun(job_id)
             u.event(
                 job_id,
@@ -167,7 +171,7 @@ class CoreMachine:
         try:
             message: JobMessage = parse_message(body, JobMessage)
             if message.action == "cleanup":
-                return self.cleanup(message.job_id, message.run)
+                return self.cleanup(message.job_id, message.run, delivery_count)
             return self.advance(message.job_id, message.run)
         except InvalidMessage as exc:
             return self._dead_letter(self.jobs_queue, message_id, body, exc, delivery_count)
@@ -451,30 +455,36 @@ class CoreMachine:
         """In the transaction that ends the run: a message for the job type's clean-up, if it has one."""
         definition = self.registry.jobs.get(job.job_type)
         if definition is not None and definition.has_cleanup():
+            u.set_cleanup(job.job_id, job.run)  # pending until done: the janitor re-sends a lost message
             u.send(self.jobs_queue, [cleanup_message(job.job_id, job.run)])
 
-    def cleanup(self, job_id: str, run: int) -> str:
-        """Run the job type's clean-up for a failed or cancelled run: 'cleaned', 'cleanup_failed' or 'ignored'.
+    def cleanup(self, job_id: str, run: int, delivery_count: int = 1) -> str:
+        """Run the job type's clean-up of run ``run`` if it is pending: 'cleaned', 'cleanup_failed' or 'ignored'.
 
-        Our retryable errors are raised (the message comes back); any other error is recorded as an event."""
+        The job row stays locked meanwhile, so a resubmit or a second delivery waits for it. A retryable error
+        is raised (the message comes back; the janitor re-sends a lost one) for the first
+        ``CLEANUP_MAX_DELIVERIES`` deliveries; then, or for a permanent error, ``cleanup_failed`` is recorded."""
         with self.store.unit() as u:
             job = u.get_job(job_id)
-        if job is None:
-            raise InvalidMessage(f"job {job_id} does not exist")
-        definition = self.registry.jobs.get(job.job_type)
-        if job.run != run or job.status not in (JobStatus.FAILED, JobStatus.CANCELLED) or definition is None:
-            return "ignored"  # a newer run, or nothing to clean
-        end = JobEnd(job_id, run, str(job.status), job.error_details, self.resources)
-        try:
-            params = definition.parameters_model.model_validate(job.parameters)
-            details, event, outcome = as_json(dump(definition.cleanup(params, end) or {})), "job_cleaned_up", "cleaned"
-        except RetryableError:
-            raise
-        except Exception as exc:
-            log.exception("clean-up of job %s run %s failed", job_id, run)
-            details, event, outcome = {"error": error_of(exc)}, "cleanup_failed", "cleanup_failed"
-        with self.store.unit() as u:
+            if job is None:
+                raise InvalidMessage(f"job {job_id} does not exist")
+            definition = self.registry.jobs.get(job.job_type)
+            if u.lock_cleanup(job_id) != run or definition is None:
+                return "ignored"  # done already, or nothing to clean
+            status = str(job.status) if job.run == run else "ended"  # a newer run may be going on already
+            end = JobEnd(job_id, run, status, job.error_details if job.run == run else None, self.resources)
+            try:
+                params = definition.parameters_model.model_validate(job.parameters)
+                details = as_json(dump(definition.cleanup(params, end) or {}))
+                event, outcome = "job_cleaned_up", "cleaned"
+            except Exception as exc:
+                if is_retryable(exc) and delivery_count < CLEANUP_MAX_DELIVERIES:
+                    raise
+                log.exception("clean-up of job %s run %s failed", job_id, run)
+                details = {"error": error_of(exc), "deliveries": delivery_count}
+                event, outcome = "cleanup_failed", "cleanup_failed"
             u.event(job_id, run, event, details=details)
+            u.set_cleanup(job_id, None)
         return outcome
 
     def backoff(self, attempt: int) -> float:

@@ -179,10 +179,10 @@ def job_message(job_id: str, run: int, step: str) -> QueueMessage:
     return QueueMessage(f"{job_id}:r{run}:{step}", body, properties={"kind": "job", "job_id": job_id})
 
 
-def cleanup_message(job_id: str, run: int) -> QueueMessage:
+def cleanup_message(job_id: str, run: int, suffix: str = "") -> QueueMessage:
     """Asks a worker to run the job type's clean-up for run ``run`` (it ended failed or cancelled)."""
     body = JobMessage(job_id=job_id, run=run, action="cleanup").model_dump_json()
-    return QueueMessage(f"{job_id}:r{run}:cleanup", body, properties={"kind": "job", "job_id": job_id})
+    return QueueMessage(f"{job_id}:r{run}:cleanup{suffix}", body, properties={"kind": "job", "job_id": job_id})
 
 
 def task_message(task_id: str, attempt: int, not_before: datetime | None = None, suffix: str = "") -> QueueMessage:

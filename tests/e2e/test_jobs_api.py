@@ -145,10 +145,13 @@ def test_a_retryable_error_is_retried_and_the_job_completes(jobs_api: str) -> No
 
 
 def test_cancel_and_resubmit(jobs_api: str) -> None:
-    done = run(jobs_api, "hello_world", {"n": 1})
-    conflict = post(jobs_api, f"jobs/{done['job_id']}/resubmit", 409)["error"]
-    assert conflict["code"] == "conflict" and "completed" in conflict["message"]
+    done = run(jobs_api, "hello_world", {"n": 1, "sleep_ms": 300})
     post(jobs_api, f"jobs/{done['job_id']}/cancel", 409)
+    rerun = post(jobs_api, f"jobs/{done['job_id']}/resubmit", 202)  # a completed job: its next run
+    assert rerun["status"] == "queued"
+    conflict = post(jobs_api, f"jobs/{done['job_id']}/resubmit", 409)["error"]  # not while it runs
+    assert conflict["code"] == "conflict" and "only a job that has ended" in conflict["message"]
+    assert wait_for_job(rerun["status_url"])["status"] == "completed"
 
     slow = submit(jobs_api, "hello_world", {"n": 2, "sleep_ms": 1000})
     job_id = slow["job_id"]

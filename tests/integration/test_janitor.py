@@ -125,9 +125,21 @@ def test_the_janitor_leaves_healthy_work_alone(driver: Driver) -> None:
     driver.machine.settings = driver.machine.settings.model_copy(update={"janitor_stale_seconds": 300})
     job = driver.machine.submit("hello_world", {"n": 3}).job
     driver.step_jobs()
-    assert driver.janitor() == {"leases_expired": 0, "tasks_redriven": 0, "jobs_redriven": 0, "stages_repaired": 0}
+    assert driver.janitor() == {
+        "leases_expired": 0,
+        "tasks_redriven": 0,
+        "jobs_redriven": 0,
+        "stages_repaired": 0,
+        "cleanups_redriven": 0,
+    }
     assert driver.run(job.job_id) == JobStatus.COMPLETED
-    assert driver.janitor() == {"leases_expired": 0, "tasks_redriven": 0, "jobs_redriven": 0, "stages_repaired": 0}
+    assert driver.janitor() == {
+        "leases_expired": 0,
+        "tasks_redriven": 0,
+        "jobs_redriven": 0,
+        "stages_repaired": 0,
+        "cleanups_redriven": 0,
+    }
 
 
 def test_a_crash_between_the_last_completion_and_advancing_is_repaired(driver: Driver) -> None:

@@ -192,14 +192,19 @@ def test_a_failed_job_never_advances_and_late_tasks_are_ignored(driver: Driver) 
     assert driver.machine.cancel(job.job_id).status == JobStatus.FAILED  # cancelling changes nothing either
 
 
-def test_completed_jobs_cannot_be_cancelled_or_resubmitted(driver: Driver) -> None:
+def test_completed_jobs_cannot_be_cancelled_and_run_again_only_when_resubmitted(driver: Driver) -> None:
     job = driver.machine.submit("hello_world", {"n": 1}).job
     assert driver.run(job.job_id) == JobStatus.COMPLETED
     with pytest.raises(Conflict):
         driver.machine.cancel(job.job_id)
-    with pytest.raises(Conflict):
-        driver.machine.resubmit(job.job_id)
+    assert driver.machine.submit("hello_world", {"n": 1}).created is False  # never silently
     assert driver.status(job.job_id) == JobStatus.COMPLETED
+    rerun = driver.machine.resubmit(job.job_id)  # explicitly (its inputs changed): the next run
+    assert rerun.run == 2 and rerun.status == JobStatus.QUEUED and rerun.result_data is None
+    with pytest.raises(Conflict):
+        driver.machine.resubmit(job.job_id)  # not while it runs
+    assert driver.run(job.job_id) == JobStatus.COMPLETED
+    assert count(driver, "SELECT count(*) AS n FROM geoetl.tasks WHERE job_id = %s", job.job_id) == 2
 
 
 def test_a_cancelled_job_stops_and_can_be_resubmitted(driver: Driver) -> None:

@@ -133,13 +133,13 @@ def job_status(req: func.HttpRequest) -> views.JobStatusView:
     methods=("POST",),
     auth_level=func.AuthLevel.FUNCTION,
     tags=("jobs",),
-    summary="Run a failed or cancelled job again (same id, a new run)",
+    summary="Run an ended job again (same id, a new run): failed, cancelled, or completed with changed inputs",
     response_model=SubmitResponse,
     status_code=202,
     error_statuses=(404, 409, 503),
 )
 def resubmit_job(req: func.HttpRequest) -> SubmitResponse:
-    """A job that is queued, processing or completed cannot be resubmitted (409)."""
+    """A job that is still queued or processing cannot be resubmitted (409)."""
     return _submitted(req, get_machine().resubmit(req.route_params["job_id"]), True)
 
 

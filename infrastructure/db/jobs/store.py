@@ -166,6 +166,18 @@ class PostgresJobStore(JobQueries):
         stage_keys = STAGE_COLUMNS.split(", ")
         return [(job_record(r), stage_record({k: r[f"s_{k}"] for k in stage_keys})) for r in rows]
 
+    def pending_cleanups(self, older_than_seconds: float, limit: int) -> list[tuple[str, int]]:
+        """(job_id, run) of clean-ups still pending ``older_than_seconds`` after the job last changed, for jobs
+        that ended within the last day (a clean-up failing for longer is left to the operator)."""
+        with self.db.transaction() as conn:
+            rows = conn.execute(
+                "SELECT job_id, cleanup_run FROM geoetl.jobs WHERE cleanup_run IS NOT NULL "
+                "AND updated_at < now() - make_interval(secs => %s) AND completed_at > now() - interval '1 day' "
+                "ORDER BY updated_at LIMIT %s",
+                (older_than_seconds, limit),
+            ).fetchall()
+        return [(r["job_id"], r["cleanup_run"]) for r in rows]
+
     def stuck_stages(self, older_than_seconds: float, limit: int) -> list[tuple[str, int]]:
         """Current stages still 'planned' although none of their tasks is queued or running."""
         with self.db.transaction() as conn:

@@ -162,7 +162,7 @@ class PostgresUnit:
         return int(row["n"]) if row else 0
 
     def reset_job_for_rerun(self, job_id: str) -> int:
-        """A new run of a failed or cancelled job: tasks removed, stages reset; the event log stays."""
+        """A new run of an ended job: tasks removed, stages reset, result cleared; the event log stays."""
         self.conn.execute("DELETE FROM geoetl.tasks WHERE job_id = %s", (job_id,))
         self.conn.execute(
             "UPDATE geoetl.stages SET status = 'pending', task_count = 0, completed_count = 0, failed_count = 0, "
@@ -276,6 +276,16 @@ class PostgresUnit:
             (Jsonb(error), task_id, attempt),
         )
         return task_record(row) if row else None
+
+    def lock_cleanup(self, job_id: str) -> int | None:
+        """The run whose clean-up is pending, with the job row locked until the unit ends (a resubmit or a
+        second delivery of the clean-up waits), or None."""
+        row = self._one("SELECT cleanup_run FROM geoetl.jobs WHERE job_id = %s FOR UPDATE", (job_id,))
+        return int(row["cleanup_run"]) if row and row["cleanup_run"] is not None else None
+
+    def set_cleanup(self, job_id: str, run: int | None) -> None:
+        """Mark run ``run``'s clean-up pending (None: done)."""
+        self.conn.execute("UPDATE geoetl.jobs SET cleanup_run = %s WHERE job_id = %s", (run, job_id))
 
     def count_failure(self, job_id: str, stage: int) -> None:
         """The stage's failed counter; called after every task row of the transaction is locked (task rows
