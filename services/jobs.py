@@ -12,8 +12,10 @@ from pydantic import BaseModel, Field
 
 from core.errors import InvalidInput, NotFound
 from core.models import is_job_id
+from core.running import CLAIM_CHECK
 from infrastructure.context import AppContext
 from infrastructure.db.dead_letters import list_dead_letters
+from infrastructure.storage.payloads import BlobPayloads
 
 
 class Progress(BaseModel):
@@ -227,9 +229,18 @@ def job_status(ctx: AppContext, job_id: str) -> JobStatusView:
         duration_seconds=_seconds(row["started_at"], row["completed_at"]),
         progress=Progress(total=sum(s.tasks for s in stages), percent=round(percent, 2), **counts),
         stages=stages,
-        result_data=row["result_data"],
+        result_data=_resolved(ctx, row["result_data"]),
         error_details=row["error_details"],
     )
+
+
+def _resolved(ctx: AppContext, result: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A job result kept as a blob (claim check: larger than RESULT_INLINE_MAX_BYTES) read back for the caller."""
+    if result is None or set(result) != {CLAIM_CHECK}:
+        return result
+    reference = result[CLAIM_CHECK]
+    loaded: dict[str, Any] = json.loads(BlobPayloads(lambda: ctx.storage, str(reference["container"])).get(reference))
+    return loaded
 
 
 def list_jobs(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from core.models import JobStatus
 from core.running import CLAIM_CHECK
+from services.jobs import job_status
 from tests.helpers.driver import Driver
 
 
@@ -23,3 +24,13 @@ def test_large_results_are_stored_as_blobs_and_read_back_transparently(driver: D
     assert row is not None and set(row["result_data"]) == {CLAIM_CHECK}
     result = driver.machine.claim_check.load(row["result_data"])
     assert result["first_greeting"] == "a long enough greeting text #0" and result["replies"] == 3
+
+
+def test_the_status_view_reads_a_large_job_result_back(driver: Driver) -> None:
+    driver.machine.claim_check.limit = 40
+    job = driver.machine.submit("hello_world", {"n": 2, "message": "another long enough greeting"}).job
+    assert driver.run(job.job_id) == JobStatus.COMPLETED
+    row = driver.ctx.job_store.job(job.job_id)
+    assert row is not None and set(row["result_data"]) == {CLAIM_CHECK}  # stored as a blob
+    shown = job_status(driver.ctx, job.job_id).result_data
+    assert shown is not None and shown["first_greeting"] == "another long enough greeting #0" and shown["replies"] == 2
