@@ -259,12 +259,12 @@ class RasterSettings(_Settings):
         "ALL_CPUS", description="GDAL_NUM_THREADS while writing COGs (a number or ALL_CPUS)"
     )
     raster_price_per_gb_hot: float = Field(
-        0.0184, ge=0, description="Monthly price per GB in the Hot access tier (visualization and analysis COGs)"
+        0.0184, ge=0, description="Monthly price per GiB in the Hot access tier (visualization and analysis COGs)"
     )
     raster_price_per_gb_cool: float = Field(
-        0.01, ge=0, description="Monthly price per GB in the Cool access tier (archive COGs)"
+        0.01, ge=0, description="Monthly price per GiB in the Cool access tier (archive COGs)"
     )
-    raster_price_currency: str = Field("USD", description="Currency of the per-GB prices")
+    raster_price_currency: str = Field("USD", description="Currency of the per-GiB prices")
     stac_search_default_limit: int = Field(10, ge=1, le=10_000, description="Items per STAC search page by default")
     stac_search_max_limit: int = Field(1000, ge=1, le=10_000, description="Most items one STAC search page returns")
     stac_search_job_max_items: int = Field(

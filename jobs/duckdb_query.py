@@ -36,8 +36,9 @@ class DuckdbQueryParameters(BaseModel):
     output_format: Literal["json", "parquet", "geoparquet", "csv"] = Field(
         "json", description="json: rows inline in the job result; parquet, geoparquet, csv: a file in storage"
     )
-    output_container: Literal["silver", "gold"] | None = Field(
-        None, description="Container of the output file: the configured silver (default) or gold one; not for json"
+    output_container: Literal["silver", "gold"] = Field(
+        "silver",
+        description="Container of the output file: the configured silver (default) or gold one; unused for json",
     )
     output_name: str | None = Field(
         None,
@@ -91,13 +92,16 @@ class DuckdbQuery(JobDefinition[DuckdbQueryParameters]):
 
     def validate_submission(self, params: DuckdbQueryParameters) -> None:
         check_sql(params.sql)
-        has_output = params.output_container is not None or params.output_name is not None
-        if params.output_format == "json" and has_output:
-            raise InvalidInput(
-                "output_container and output_name are for output_format parquet, geoparquet or csv; "
-                "json rows are returned inline",
-                field="output_format",
-            )
+        # json: the default container is simply unused (spelled out or not, the same job); another one, or a
+        # file name, asks for a file that json does not write
+        if params.output_format == "json":
+            for given, name in ((params.output_name is not None, "output_name"),
+                                (params.output_container != "silver", "output_container gold")):  # fmt: skip
+                if given:
+                    raise InvalidInput(
+                        f"{name} is for output_format parquet, geoparquet or csv; json rows are returned inline",
+                        field="output_format",
+                    )
         if params.output_name is not None:
             validate_output_name(params.output_name)
         analytics = get_app_context().settings.analytics

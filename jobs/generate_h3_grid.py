@@ -166,6 +166,14 @@ def summary(results: JobResults) -> dict[str, Any]:
     return {**finished, "table_outcome": prepared["outcome"], "load_tasks": results.count(2)}
 
 
+def validate_area(area: AreaParameters) -> None:
+    """The submit-time check every H3 job with an area shares: a ``boundary_table`` must exist with a geometry
+    column and an SRID (InvalidInput, HTTP 400, naming the table and what is wrong)."""
+    if area.boundary_table is not None:
+        with get_app_context().db.transaction() as conn:
+            grid.find_boundary(conn, area.boundary_table)
+
+
 def estimate_count(resolution: int, area: AreaParameters, limit: int) -> int:
     """The cells a grid over ``area`` at ``resolution`` would have (exact or estimated; reaching the database for
     a boundary table)."""
@@ -193,6 +201,7 @@ class GenerateH3Grid(JobDefinition[GridParameters]):
     )
 
     def validate_submission(self, params: GridParameters) -> None:
+        validate_area(params)
         limit = get_app_context().settings.analytics.h3_max_cells
         count = estimate_count(params.resolution, params, limit)
         if count > limit:

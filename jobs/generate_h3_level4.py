@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from core.contract import JobDefinition, JobResults, Parallelism, PreviousStage, Stage
 from jobs import registry
-from jobs.generate_h3_grid import AreaParameters, Finish, Prepare, load_tasks, summary
+from jobs.generate_h3_grid import AreaParameters, Finish, Prepare, load_tasks, summary, validate_area
 from services.h3 import grid
 
 RESOLUTION = 4
@@ -38,6 +38,9 @@ class GenerateH3Level4(JobDefinition[Level4Parameters]):
         Stage("load", "h3.load", Parallelism.FAN_OUT),
         Stage("finish", "h3.finish", Parallelism.SINGLE),
     )
+
+    def validate_submission(self, params: Level4Parameters) -> None:
+        validate_area(params)
 
     def create_tasks(self, stage: int, params: Level4Parameters, previous: PreviousStage) -> Sequence[BaseModel]:
         if stage == 1:

@@ -22,6 +22,7 @@ from core.contract import JobDefinition, JobEnd, JobResults, Parallelism, Previo
 from core.errors import GeoetlError, InvalidInput
 from core.models import parse_task_id
 from infrastructure.context import get_app_context
+from infrastructure.db.jobs.guard import ensure_run_alive
 from jobs import registry
 from services.stac.catalog import upsert_item
 from services.vector import ingest, tables
@@ -188,6 +189,14 @@ def finalize(params: FinalizeTask, context: TaskContext) -> dict[str, Any]:
     options = _options(context.job_parameters, context.settings)
     work = context.settings.vector.vector_work_container
     plan = json.loads(context.storage.read_bytes(work, params.plan_blob))
+    task_id = context.task_id
+
+    def alive(conn: Any) -> None:  # publish only while this run is processing (a cancel/fail serialises with it)
+        ensure_run_alive(conn, task_id)
+
+    def register(db: Any, item: dict[str, Any]) -> None:
+        upsert_item(db, item, guard=alive)
+
     return ingest.finalize(
         options,
         plan,
@@ -195,7 +204,8 @@ def finalize(params: FinalizeTask, context: TaskContext) -> dict[str, Any]:
         storage=context.storage,
         db=context.db,
         settings=context.settings,
-        register=upsert_item,
+        register=register,
+        guard=alive,
     )
 
 

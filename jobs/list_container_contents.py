@@ -4,7 +4,8 @@ Stages: list (single: pages through the listing with continuation tokens, one pa
 time, each page written as a Parquet file; the result is a list of page references) → inspect
 (fan_out over groups of pages: with ``include_metadata``, header reads of rasters and vectors) →
 write (fan_in: every page into ``geoetl.inventory`` with delete-then-COPY in one transaction, and
-into ``gold/inventories/<job_id>/inventory.parquet``).
+into ``gold/inventories/<job_id>/inventory.parquet``, then the job's work files are deleted). ``cleanup`` deletes
+the work files of a failed or cancelled run.
 
 The ``container.list`` handler is shared with ``summarize_container``.
 """
@@ -16,7 +17,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from core.contract import JobDefinition, JobResults, Parallelism, PreviousStage, Stage, TaskContext
+from core.contract import JobDefinition, JobEnd, JobResults, Parallelism, PreviousStage, Stage, TaskContext
 from core.errors import InvalidInput
 from infrastructure.context import get_app_context
 from infrastructure.storage.names import validate_blob_prefix, validate_container_name
@@ -70,6 +71,7 @@ class PageRef(BaseModel):
 
 
 class ListResult(BaseModel):
+    work_prefix: str  # the job's work folder in the work container
     pages: list[PageRef]
     blobs: int
     bytes: int
@@ -90,6 +92,7 @@ def list_pages(params: ListPages, context: TaskContext) -> ListResult:
         keep_going=context.heartbeat,
     )
     return ListResult(
+        work_prefix=work.prefix,
         pages=[PageRef(**p.as_dict()) for p in found.pages],
         blobs=found.blobs,
         bytes=found.bytes,
@@ -149,18 +152,38 @@ def inspect(params: Inspect, context: TaskContext) -> dict[str, Any]:
 
 @registry.task("list_container_contents.write")
 def write(params: Write, context: TaskContext) -> dict[str, Any]:
-    """Every page into geoetl.inventory (replacing this job's rows) and into one Parquet file in gold."""
-    pages = (page for result in context.previous_results(page_size=100) for page in result["pages"])
-    return inventory.write_inventory(
-        context.storage,
-        context.db,
-        job_id=context.job_id,
-        container=context.job_parameters["container_name"],
-        work_container=context.settings.analytics.inventory_work_container,
-        pages=pages,
-        output_container=context.settings.storage.storage_container_gold,
-        keep_going=context.heartbeat,
+    """Every page into geoetl.inventory (replacing this job's rows) and into one Parquet file in gold; then the
+    job's work files are deleted. A retry after that finds the inventory complete and only reports it."""
+    work = listing.Work.for_job(context.settings.analytics.inventory_work_container, context.job_id)
+    gold = context.settings.storage.storage_container_gold
+    expected = sum(int(page["blobs"]) for result in context.previous_results(page_size=100) for page in result["pages"])
+    done = inventory.written_inventory(
+        context.storage, context.db, job_id=context.job_id, expected_rows=expected, output_container=gold
     )
+    if done is None:
+        pages = (page for result in context.previous_results(page_size=100) for page in result["pages"])
+        done = inventory.write_inventory(
+            context.storage,
+            context.db,
+            job_id=context.job_id,
+            container=context.job_parameters["container_name"],
+            work_container=work.container,
+            pages=pages,
+            output_container=gold,
+            keep_going=context.heartbeat,
+        )
+    if context.heartbeat():  # an attempt that lost its task leaves the files to the attempt that has it
+        work.delete(context.storage)
+    return done
+
+
+def delete_work(end: JobEnd) -> dict[str, Any]:
+    """The clean-up of a failed or cancelled run of a container job: its work files (a newer run of the job
+    uses the same folder, so they are left to it when one has started)."""
+    if end.status not in ("failed", "cancelled"):
+        return {"deleted_work_files": 0, "skipped": f"the run {end.status}; a newer run owns the work folder"}
+    work = listing.Work.for_job(end.settings.analytics.inventory_work_container, end.job_id)
+    return {"deleted_work_files": work.delete(end.storage)}
 
 
 @registry.job
@@ -176,6 +199,9 @@ class ListContainerContents(JobDefinition[ListContentsParameters]):
 
     def validate_submission(self, params: ListContentsParameters) -> None:
         check_container_exists(params)
+
+    def cleanup(self, params: ListContentsParameters, end: JobEnd) -> dict[str, Any]:
+        return delete_work(end)
 
     def create_tasks(self, stage: int, params: ListContentsParameters, previous: PreviousStage) -> Sequence[BaseModel]:
         if stage == 1:

@@ -3,7 +3,8 @@
 Stages: list (the shared ``container.list``: listing pages as Parquet files) → summarize (fan_out:
 a partial summary per group of pages; its per-extension and per-prefix counts go to a Parquet file
 under ``inventory-work/<job_id>/summary/``) → merge (fan_in: the exact totals and top lists; the
-top 100 extensions and prefixes a level, with ``distinct`` and an ``other`` bucket).
+top 100 extensions and prefixes a level, with ``distinct`` and an ``other`` bucket). The job's finalize
+deletes its work files (the merged result is stored by then); ``cleanup`` does so for a failed or cancelled run.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.contract import JobDefinition, JobResults, Parallelism, PreviousStage, Stage, TaskContext
+from core.contract import JobDefinition, JobEnd, JobResults, Parallelism, PreviousStage, Stage, TaskContext
+from infrastructure.context import get_app_context
 from jobs import registry
 from jobs.list_container_contents import (
     ContainerParameters,
     PageRef,
     check_container_exists,
+    delete_work,
     list_task,
     listing_summary,
     page_groups,
@@ -93,6 +96,15 @@ class SummarizeContainer(JobDefinition[SummarizeParameters]):
             for group in page_groups(previous)
         ]
 
+    def cleanup(self, params: SummarizeParameters, end: JobEnd) -> dict[str, Any]:
+        return delete_work(end)
+
     def finalize(self, params: SummarizeParameters, results: JobResults) -> dict[str, Any]:
         merged = next(results.stage(3))
+        listed = next(results.stage(1))
+        context = get_app_context()
+        # the merge's result is stored: the work files are no longer needed (idempotent if finalize runs again)
+        if listed.get("work_prefix"):  # absent in a listing made before the field existed
+            work = listing.Work(context.settings.analytics.inventory_work_container, listed["work_prefix"])
+            work.delete(context.storage)
         return {"container": params.container_name, "prefix": params.prefix, **listing_summary(results), **merged}

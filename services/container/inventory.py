@@ -103,6 +103,37 @@ def _page(storage: BlobStore, work_container: str, ref: dict[str, Any]) -> pa.Ta
     return table.cast(PAGE_SCHEMA) if ref.get("enriched") else enrich(table, None)
 
 
+def written_inventory(
+    storage: BlobStore, db: Database, *, job_id: str, expected_rows: int, output_container: str
+) -> dict[str, Any] | None:
+    """The summary of this job's inventory when an earlier attempt of the write committed it whole (the table
+    holds ``expected_rows`` rows of the job and the Parquet file exists), else None."""
+    row = db.fetch_one(
+        f"SELECT count(*) AS n, coalesce(sum(size_bytes), 0)::bigint AS bytes,"
+        f" count(*) FILTER (WHERE kind = 'raster') AS rasters, count(*) FILTER (WHERE kind = 'vector') AS vectors,"
+        f" count(metadata_error) AS errors FROM {INVENTORY_TABLE} WHERE job_id = %s",
+        (job_id,),
+    )
+    if row is None or int(row["n"]) != expected_rows or not storage.exists(output_container, parquet_blob(job_id)):
+        return None
+    return _result(int(row["n"]), int(row["bytes"]), int(row["rasters"]), int(row["vectors"]), int(row["errors"]),
+                   output_container, job_id)  # fmt: skip
+
+
+def _result(
+    blobs: int, size: int, rasters: int, vectors: int, errors: int, output_container: str, job_id: str
+) -> dict[str, Any]:
+    return {
+        "blobs": blobs,
+        "total_bytes": size,
+        "rasters": rasters,
+        "vectors": vectors,
+        "metadata_errors": errors,
+        "table": INVENTORY_TABLE,
+        "parquet": {"container": output_container, "blob": parquet_blob(job_id)},
+    }
+
+
 def write_inventory(
     storage: BlobStore,
     db: Database,
@@ -146,12 +177,4 @@ def write_inventory(
             writer.close()
     finally:
         Path(temp).unlink(missing_ok=True)
-    return {
-        "blobs": blobs,
-        "total_bytes": size,
-        "rasters": kinds["raster"],
-        "vectors": kinds["vector"],
-        "metadata_errors": errors,
-        "table": INVENTORY_TABLE,
-        "parquet": {"container": output_container, "blob": parquet_blob(job_id)},
-    }
+    return _result(blobs, size, kinds["raster"], kinds["vector"], errors, output_container, job_id)

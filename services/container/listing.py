@@ -54,6 +54,11 @@ class Work:
     def page_blob(self, index: int, kind: str = "pages") -> str:
         return f"{self.prefix}{kind}/{index:06d}.parquet"
 
+    def delete(self, storage: BlobStore) -> int:
+        """Delete every file under the job's work prefix (idempotent); how many there were."""
+        names = [blob.name for blob in storage.iter_blobs(self.container, self.prefix)]
+        return sum(1 for name in names if storage.delete(self.container, name))
+
 
 def extension_of(name: str) -> str:
     """The lower-case extension without the dot ('' for none); ``.tar.gz``-style pairs kept whole."""

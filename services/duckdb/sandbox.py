@@ -197,6 +197,13 @@ def check_sql(sql: str) -> CheckedQuery:
             statements = _parser().extract_statements(sql)
     except duckdb.Error as exc:
         raise refuse(f"it is not valid SQL: {_first_line(exc)}") from None
+    if len(statements) > 1 and any(not s.query.strip() for s in statements) and _has_keyword(sql, "pivot"):
+        # DuckDB's parser expands a PIVOT without an IN list into a CREATE TYPE (the distinct values, read from
+        # the data) and a SELECT, which cannot be checked as one query
+        raise refuse(
+            "a PIVOT without an IN list (PIVOT ... ON <column> USING ...) is not supported: list the values "
+            "(PIVOT ... ON <column> IN ('a', 'b') USING ...), or use GROUP BY with FILTER"
+        )
     if len(statements) != 1:
         raise refuse(
             f"exactly one statement is allowed, found {len(statements)}"
@@ -235,6 +242,18 @@ def check_sql(sql: str) -> CheckedQuery:
     drivers = ", ".join(_quote(d) for d in ST_READ_DRIVERS)
     insertions = tuple((_closing_paren(text, at), f", allowed_drivers = [{drivers}]") for at in walker.st_reads)
     return CheckedQuery(text, tuple(urls.values()), tuple(spans), insertions, walker.spatial)
+
+
+def _has_keyword(text: str, word: str) -> bool:
+    """Whether ``word`` occurs in ``text`` as a keyword token (not in a string, a comment or a quoted name)."""
+    data = text.encode("utf-8")
+    tokens = duckdb.tokenize(text)
+    for i, (start, kind) in enumerate(tokens):
+        if kind == duckdb.token_type.keyword:
+            stop = tokens[i + 1][0] if i + 1 < len(tokens) else len(data)
+            if data[start:stop].strip().decode("utf-8", "replace").lower() == word:
+                return True
+    return False
 
 
 def _closing_paren(text: str, location: int) -> int:

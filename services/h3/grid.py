@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from core.errors import Conflict, InvalidInput, NotFound
+from core.errors import Conflict, InvalidInput
 from services.h3.cells import BBox, copy_text, rows_for
 
 SCHEMA = "h3"
@@ -70,7 +70,8 @@ def parse_table_reference(value: str, field: str = "boundary_table") -> tuple[st
 
 
 def find_boundary(conn: psycopg.Connection[Any], value: str, field: str = "boundary_table") -> Boundary:
-    """The table's geometry column and SRID; NotFound / InvalidInput when it has none."""
+    """The table's geometry column and SRID; InvalidInput (naming the table and what is wrong) when the table is
+    missing or has no geometry column or no SRID."""
     schema, table = parse_table_reference(value, field)
     rows = conn.execute(
         "SELECT f_geometry_column AS col, srid FROM public.geometry_columns "
@@ -80,7 +81,9 @@ def find_boundary(conn: psycopg.Connection[Any], value: str, field: str = "bound
     if not rows:
         exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL AS ok", (f'"{schema}"."{table}"',)).fetchone()
         if exists is None or not _get(exists, "ok", 0):
-            raise NotFound(f"{field} {schema}.{table} does not exist", field=field)
+            raise InvalidInput(
+                f"{field} {schema}.{table} does not exist: load it first (e.g. with ingest_vector)", field=field
+            )
         raise InvalidInput(f"{field} {schema}.{table} has no geometry column", field=field)
     col, srid = _get(rows[0], "col", 0), int(_get(rows[0], "srid", 1))
     if srid <= 0:

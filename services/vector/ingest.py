@@ -602,8 +602,13 @@ def finalize(
     db: Any,
     settings: Any,
     register: Callable[[Any, dict[str, Any]], None] | None = None,
+    guard: Callable[[Any], None] | None = None,
 ) -> dict[str, Any]:
-    """Swap the staging tables into place, describe them, register STAC items and delete the chunks."""
+    """Swap the staging tables into place, describe them, register STAC items and delete the chunks.
+
+    ``guard`` runs first in the swap's transaction (the job passes ``ensure_run_alive``): a finalize that runs
+    after its job was cancelled or failed raises there and leaves the target untouched; ``register`` should
+    guard its own transaction the same way."""
     started = time.perf_counter()
     plans = [
         tables.TablePlan(p["family"], p["target"], p["staging"], int(p["expected_rows"])) for p in prepared["tables"]
@@ -637,6 +642,7 @@ def finalize(
         comment=comment,
         job_id=job_id,
         timeout_ms=settings.vector.vector_load_timeout_ms,
+        guard=guard,
     )
     step("swap")
     known = {p["target"]: p for p in prepared["tables"]} if options.if_exists != "append" else {}

@@ -415,13 +415,15 @@ def finalize_tables(
     comment: str,
     job_id: str,
     timeout_ms: int,
+    guard: Callable[[psycopg.Connection[Any]], None] | None = None,
 ) -> dict[str, int]:
     """Verify the counts and swap every staging table into place, all in one transaction (idempotent); the rows
-    loaded into each target, as the ledger counted them (a target an earlier run of this step did is left out)."""
+    loaded into each target, as the ledger counted them (a target an earlier run of this step did is left out).
+    ``guard`` runs first in that transaction (e.g. ``ensure_run_alive``: no swap once the job has ended)."""
     try:
         return _finalize_tables(
             db, schema, plans, ledger=ledger, if_exists=if_exists, unlogged=unlogged, comment=comment, job_id=job_id,
-            timeout_ms=timeout_ms,
+            timeout_ms=timeout_ms, guard=guard,
         )  # fmt: skip
     except psycopg.ProgrammingError as exc:  # e.g. an append the target table refuses: permanent
         raise InvalidInput(f"the loaded rows cannot be moved into place: {_first_line(exc)}") from exc
@@ -438,9 +440,12 @@ def _finalize_tables(
     comment: str,
     job_id: str,
     timeout_ms: int,
+    guard: Callable[[psycopg.Connection[Any]], None] | None,
 ) -> dict[str, int]:
     loaded_rows: dict[str, int] = {}
     with db.transaction(statement_timeout_ms=timeout_ms) as conn:
+        if guard is not None:
+            guard(conn)  # before the target locks: a cancel waits for this swap, or this swap sees the cancel
         for target in sorted({p.target for p in plans}):  # concurrent jobs on the same target take turns
             conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"ingest_vector:{schema}.{target}",))
         for plan in plans:

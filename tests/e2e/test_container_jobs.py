@@ -23,7 +23,6 @@ from rasterio.errors import NotGeoreferencedWarning
 from shapely.geometry import Point
 
 from infrastructure.context import AppContext
-from services.container import inventory
 from tests.plugins.jobs_api import wait_for_job
 
 PLAIN_BLOBS = 10_050
@@ -148,22 +147,9 @@ def test_list_and_summarize_a_container_of_10k_blobs(
     assert parquet.num_rows == total and sorted(parquet.column("name").to_pylist()) == sorted(big_container["names"])
     assert parquet.schema.names[:3] == ["container", "name", "size_bytes"]
 
-    # the fan-in is idempotent: writing again replaces this job's rows
+    # a successful run leaves no work files (a retried write after that: tests/integration/test_container_work_files.py)
     work = jobs_context.settings.analytics.inventory_work_container
-    tasks = jobs_context.db.quick(
-        "SELECT result_data FROM geoetl.tasks WHERE job_id = %s AND stage = 2 ORDER BY task_index",
-        (status["job_id"],),
-    )
-    again = inventory.write_inventory(
-        jobs_context.storage,
-        jobs_context.db,
-        job_id=status["job_id"],
-        container="bronze",
-        work_container=work,
-        pages=[p for t in tasks for p in t["result_data"]["pages"]],
-        output_container="gold",
-    )
-    assert again["blobs"] == total
+    assert list(jobs_context.storage.iter_blobs(work, f"inventory-work/{status['job_id']}/")) == []
     count = jobs_context.db.fetch_one(
         "SELECT count(*) AS n FROM geoetl.inventory WHERE job_id = %s", (status["job_id"],)
     )

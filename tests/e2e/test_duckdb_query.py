@@ -84,7 +84,8 @@ def test_refused_queries_are_400_with_the_reason(jobs_api: str) -> None:
         assert reason in error["message"], (sql, error["message"])
     csv = {"sql": "SELECT 1", "output_format": "csv"}
     bad = [
-        ({"sql": "SELECT 1", "output_name": "x.parquet"}, "output_container and output_name are for"),
+        ({"sql": "SELECT 1", "output_name": "x.parquet"}, "output_name is for output_format parquet"),
+        ({"sql": "SELECT 1", "output_container": "gold"}, "output_container gold is for output_format parquet"),
         ({"sql": "SELECT 1", "row_limit": 10_000}, "row_limit 10000 is above"),
         ({"sql": "SELECT 1", "output_format": "xlsx"}, "output_format"),
         # a result file can only go under duckdb/<job_id>/ in silver or gold: never over other data
@@ -99,6 +100,17 @@ def test_refused_queries_are_400_with_the_reason(jobs_api: str) -> None:
     ]
     for params, reason in bad:
         assert reason in json.dumps(submit(jobs_api, params, expected=400)["error"]), params
+
+
+def test_the_default_output_container_spelled_out_is_the_same_job(jobs_api: str) -> None:
+    """output_container defaults to silver: a body without it and one naming silver are one job; with json the
+    default container is simply unused (not refused)."""
+    for output_format in ("parquet", "json"):
+        body = {"sql": "SELECT 42 AS answer", "output_format": output_format}
+        first = submit(jobs_api, body)
+        second = submit(jobs_api, {**body, "output_container": "silver"})
+        assert first["job_id"] == second["job_id"], output_format
+        assert wait_for_job(first["status_url"], timeout=60)["status"] == "completed"
 
 
 def test_parquet_csv_and_geojson_from_storage(jobs_api: str, jobs_context: AppContext) -> None:

@@ -174,5 +174,25 @@ def test_generate_h3_grid_refuses_too_many_cells_at_submit_with_the_count(jobs_a
         ({"resolution": 3, "boundary_table": "a.b.c"}, "boundary_table"),
     ):
         bad = httpx.post(f"{jobs_api}/jobs/submit/generate_h3_grid", json=params, timeout=30)
-        assert bad.status_code in (400, 404), (params, bad.text)
+        assert bad.status_code == 400, (params, bad.text)
         assert word in bad.text, (params, bad.text)
+
+
+def test_every_h3_job_with_an_area_checks_its_boundary_table_at_submit(jobs_api: str, jobs_context: AppContext) -> None:
+    """A missing table, one without a geometry column and one without an SRID: HTTP 400 naming the table and
+    what is wrong, for generate_h3_grid and generate_h3_level4 alike (no job is created)."""
+    with jobs_context.db.transaction() as conn:
+        conn.execute("CREATE TABLE geo.flat (id int)")
+        conn.execute("CREATE TABLE geo.nosrid (id int, geom geometry(Polygon))")
+    cases = (
+        ("geo.land", "geo.land does not exist"),
+        ("geo.flat", "geo.flat has no geometry column"),
+        ("nosrid", "geo.nosrid has no SRID"),
+    )
+    for job_type, extra in (("generate_h3_grid", {"resolution": 3}), ("generate_h3_level4", {})):
+        for table, message in cases:
+            bad = httpx.post(f"{jobs_api}/jobs/submit/{job_type}", json={**extra, "boundary_table": table}, timeout=30)
+            assert bad.status_code == 400, (job_type, table, bad.text)
+            error = bad.json()["error"]
+            assert message in error["message"] and error["code"] == "invalid_input", (job_type, error)
+    assert jobs_context.db.fetch_one("SELECT count(*) AS n FROM geoetl.jobs") == {"n": 0}

@@ -95,6 +95,15 @@ def test_parquet_glob_joined_with_csv_inline(local: LocalBlobStore) -> None:
     assert result["inputs"] == ["storage://bronze/sales/*.parquet", "storage://bronze/regions.csv"]
 
 
+def test_pivot_with_its_values_listed_runs(local: LocalBlobStore) -> None:
+    result = run(
+        local,
+        "WITH s AS (SELECT region FROM 'storage://bronze/sales/*.parquet') "
+        "PIVOT s ON region IN (0, 1) USING count(*) AS n",
+    )
+    assert result["row_count"] == 1 and result["rows"] == [{"0_n": 75, "1_n": 75}]
+
+
 def test_json_files_and_types_are_returned_as_json(local: LocalBlobStore) -> None:
     result = run(
         local,

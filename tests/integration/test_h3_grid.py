@@ -8,7 +8,7 @@ from typing import Any
 import h3
 import pytest
 
-from core.errors import Conflict, InvalidInput, NotFound
+from core.errors import Conflict, InvalidInput
 from core.settings import DatabaseSettings
 from infrastructure.db.database import Database
 from services.h3 import cells, grid
@@ -104,7 +104,7 @@ def test_boundary_tables_in_another_srid_and_their_errors(db: Database) -> None:
         loaded = grid.load_cells(conn, "zone_r5", JOB_A, cells.covering_cells(extent, 2), [5], boundary=boundary)
     assert loaded == count(db, "zone_r5") > 0
     with db.transaction() as conn:
-        with pytest.raises(NotFound, match=r"geo\.missing does not exist"):
+        with pytest.raises(InvalidInput, match=r"geo\.missing does not exist"):
             grid.find_boundary(conn, "geo.missing")
         with pytest.raises(InvalidInput, match="no geometry column"):
             grid.find_boundary(conn, "geo.nogeom")

@@ -397,3 +397,22 @@ def test_a_prepare_attempt_that_lost_its_lease_leaves_the_new_attempts_work(
         ingest_job.prepare(ingest_job.PrepareTask(), slow)
     assert driver.run(job_id) == JobStatus.COMPLETED
     _check_table(driver, job_id, "stalled", 100)
+
+
+def test_a_finalize_that_runs_after_a_cancel_publishes_nothing(
+    driver: Driver, machine_context: AppContext, tmp_path: Path
+) -> None:
+    """Every chunk is loaded and the finalize task has started when the job is cancelled: its swap finds the run
+    ended and raises; the target table never appears and no STAC item is registered."""
+    job_id = _submit_points(driver, machine_context, tmp_path, "late")
+    driver.step_tasks()  # prepare
+    driver.step_jobs()  # the load tasks
+    driver.step_tasks()  # every load
+    driver.step_jobs()  # the finalize task
+    task_id = f"{job_id}-r1-s3-t0"
+    context = _running(driver, task_id, "late-worker")
+    driver.machine.cancel(job_id)
+    with pytest.raises(Conflict, match="cancelled"):
+        ingest_job.finalize(ingest_job.FinalizeTask.model_validate(_params(driver, task_id)), context)
+    assert driver.sql("SELECT 1 FROM pg_tables WHERE schemaname = 'geo' AND tablename = 'late'") == []
+    assert driver.sql("SELECT 1 FROM pgstac.items") == []

@@ -67,6 +67,22 @@ REFUSED = {
         "SELECT * FROM ST_Read('storage://bronze/a.shp', sibling_files = ['/etc/passwd'])",
         "not in storage",
     ),
+    "a PIVOT without an IN list": (
+        "WITH a AS (SELECT * FROM 'storage://bronze/a.parquet') PIVOT a ON k USING sum(v)",
+        "a PIVOT without an IN list (PIVOT ... ON <column> USING ...) is not supported",
+    ),
+    "a PIVOT over a catalog view": (
+        "PIVOT (SELECT * FROM duckdb_settings()) ON name IN ('x') USING count(*)",
+        "duckdb_settings() is not allowed",
+    ),
+    "a PIVOT over a file outside storage": (
+        "SELECT * FROM read_csv('/etc/passwd') PIVOT (count(*) FOR column0 IN ('x'))",
+        "'/etc/passwd' is not in storage",
+    ),
+    "an UNPIVOT over a catalog view": (
+        "UNPIVOT (SELECT * FROM duckdb_settings()) ON name INTO NAME n VALUE v",
+        "duckdb_settings() is not allowed",
+    ),
     "not SQL": ("SELEC 1", "not valid SQL"),
     "empty": ("   ", "empty"),
     "only a comment": ("-- nothing", "exactly one statement"),
@@ -103,6 +119,10 @@ ACCEPTED = [
     "WITH RECURSIVE t(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM t WHERE n < 3) SELECT * FROM t",
     "WITH tables AS (SELECT 1) SELECT * FROM tables",  # information_schema.tables is not reachable unqualified
     "SUMMARIZE SELECT 1 AS x",
+    # PIVOT with its values listed and UNPIVOT are one SELECT, checked like any other
+    "WITH a AS (SELECT * FROM 'storage://bronze/a.parquet') PIVOT a ON k IN ('x', 'y') USING sum(v)",
+    "SELECT * FROM 'storage://bronze/a.parquet' PIVOT (sum(v) FOR k IN ('x', 'y'))",
+    "UNPIVOT 'storage://bronze/a.parquet' ON a, b INTO NAME n VALUE v",
 ]
 
 

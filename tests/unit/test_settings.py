@@ -95,3 +95,11 @@ def test_local_settings_file_can_be_switched_off_or_moved(tmp_path: Path, monkey
     monkeypatch.setenv("LOCAL_SETTINGS_FILE", str(path))
     assert apply_local_settings() == {"GEOETL_TEST_C": "moved"}
     monkeypatch.delenv("GEOETL_TEST_C")
+
+
+def test_raster_prices_are_per_gib_as_the_costs_compute_them() -> None:
+    from core.settings import RasterSettings
+
+    for name in ("raster_price_per_gb_hot", "raster_price_per_gb_cool", "raster_price_currency"):
+        description = RasterSettings.model_fields[name].description or ""
+        assert "GiB" in description and "GB " not in description and "GB-" not in description, name
