@@ -1,7 +1,7 @@
 """``stac_setup``: check pgstac and create the STAC collections the platform uses (idempotent).
 
 One single-task stage: the task reports whether pgstac is installed and its version, creates the default
-collections (``cogs``, ``vectors``, ``mosaics``, ``extracted``) and any extra ones asked for, and returns
+collections (``cogs``, ``vectors``, ``extracted``) and any extra ones asked for, and returns
 every collection with its item count. Installing pgstac itself is ``POST /api/db/migrate``.
 """
 
@@ -61,7 +61,7 @@ def setup(params: StacSetupParameters, context: TaskContext) -> StacSetupResult:
             created.append(extra.id)
     status = catalog.pgstac_status(context.db)
     return StacSetupResult(
-        pgstac_version=status["version"],
+        pgstac_version=status["pgstac_version"],
         created=created,
         collections=status["collections"],
         total_items=status["total_items"],

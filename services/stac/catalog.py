@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
@@ -35,11 +35,6 @@ DEFAULT_COLLECTIONS: dict[str, dict[str, Any]] = {
         "description": "Vector datasets loaded into PostGIS by ingest_vector: one item per table.",
         "keywords": ["vector", "postgis"],
     },
-    "mosaics": {
-        "title": "Raster collections and mosaics",
-        "description": "Tiles and mosaics made from many rasters (process_raster_collection and tiling jobs).",
-        "keywords": ["raster", "mosaic"],
-    },
     "extracted": {
         "title": "Extracted rasters",
         "description": "Items built from rasters as they are in storage (POST /api/stac/extract).",
@@ -51,13 +46,31 @@ WORLD_BBOX = [-180.0, -90.0, 180.0, 90.0]
 _LOCK_PREFIX = "geoetl.stac.collection:"
 
 
+#: SQL states of errors that come from the caller's input when pgstac builds SQL from it (a search filter)
+_INPUT_SQLSTATES = frozenset({"42883", "42804", "42601"})  # undefined_function, datatype_mismatch, syntax_error
+#: how GEOS (through PostGIS) words its errors; they come as XX000 internal errors
+_GEOS_MARKERS = ("GEOS", "TopologyException")
+
+
+def _from_input(exc: psycopg.Error) -> bool:
+    """Whether the error is one the caller's input causes: see :data:`_INPUT_SQLSTATES`, 22xxx data
+    exceptions, and GEOS errors (recognised by their text); not permissions, internal errors or outages."""
+    state = exc.sqlstate or ""
+    if state in _INPUT_SQLSTATES or state.startswith("22"):
+        return True
+    return state == "XX000" and any(marker in str(exc) for marker in _GEOS_MARKERS)
+
+
 @contextmanager
 def stac_transaction(db: Database, *, refused: str | None = None) -> Iterator[psycopg.Connection[dict[str, Any]]]:
     """A transaction with pgstac first on the search path; pgstac's own errors become InvalidInput.
 
-    An SQL error (undefined function or table, syntax, type mismatch, an internal error such as GEOS's) is
-    ServiceUnavailable when pgstac is not installed; otherwise, with ``refused`` given (SQL made by pgstac
-    from the caller's input, e.g. a search filter), InvalidInput starting with ``refused``; else re-raised.
+    pgstac's refusals (its RAISE EXCEPTIONs, integrity and data errors) are InvalidInput. Any other SQL error
+    (undefined function or table, syntax, type mismatch, permission, an internal error) is ServiceUnavailable
+    when pgstac is not installed. Otherwise, with ``refused`` given (SQL made by pgstac from the caller's
+    input, e.g. a search filter), the errors the input causes (:func:`_from_input`) are InvalidInput starting
+    with ``refused`` and the others (a missing privilege, an internal error) ServiceUnavailable; without
+    ``refused`` they are re-raised.
     """
     try:
         with db.transaction() as conn:
@@ -72,7 +85,11 @@ def stac_transaction(db: Database, *, refused: str | None = None) -> Iterator[ps
             ) from None
         if refused is None:
             raise
-        raise InvalidInput(f"{refused}: {_first_line(exc)}") from None
+        if _from_input(exc):
+            raise InvalidInput(f"{refused}: {_first_line(exc)}") from None
+        raise ServiceUnavailable(
+            f"the STAC database failed ({exc.sqlstate or type(exc).__name__}: {_first_line(exc)})"
+        ) from None
 
 
 def pgstac_installed(db: Database) -> bool:
@@ -233,12 +250,17 @@ def _keep_created(item: Mapping[str, Any], created: Any) -> dict[str, Any]:
     return document
 
 
-def upsert_item(db: Database, item: Mapping[str, Any]) -> None:
+def upsert_item(
+    db: Database, item: Mapping[str, Any], *, guard: Callable[[psycopg.Connection[Any]], None] | None = None
+) -> None:
     """Insert or replace the item; its collection is created if missing and its extent widened to hold it.
 
-    Replacing an item keeps its stored ``properties.created`` (``updated`` is the new item's)."""
+    Replacing an item keeps its stored ``properties.created`` (``updated`` is the new item's). ``guard`` runs
+    first in the same transaction (e.g. ``ensure_run_alive``: publish only while the job run is alive)."""
     item_id, collection_id = _check_item(item)
     with stac_transaction(db) as conn:
+        if guard is not None:
+            guard(conn)
         collection, _ = _ensure(conn, collection_id, None, None)  # the lock: no other writer in between
         others = conn.execute(
             "SELECT 1 FROM items WHERE collection = %s AND id <> %s LIMIT 1", (collection_id, item_id)
@@ -264,7 +286,8 @@ def _slim(item: Mapping[str, Any], base_item: Mapping[str, Any], base_item_id: i
 def _load_batch(conn: psycopg.Connection[dict[str, Any]], collection_id: str, documents: list[dict[str, Any]]) -> None:
     """Upsert ``documents`` (items of one collection, unique ids) the way pgstac's staging trigger does, with
     the content dehydrated here instead of row by row in PL/pgSQL: COPY into a transaction's temporary table,
-    pgstac's ``stac_geom``/``stac_datetime``/``check_partition``, then delete the changed rows and insert."""
+    pgstac's ``stac_geom``/``stac_datetime``/``check_partition``, then lock the changed rows in pgstac's order
+    (collection, id), delete them and insert."""
     base = conn.execute("SELECT base_item, base_item_id FROM current_base_item(%s)", (collection_id,)).fetchone()
     base_item, base_item_id = (base["base_item"] or {}, base["base_item_id"]) if base else ({}, None)
     conn.execute("SET LOCAL timezone = 'UTC'")  # partitions are cut at UTC dates, as in pgstac's trigger
@@ -286,10 +309,16 @@ def _load_batch(conn: psycopg.Connection[dict[str, Any]], collection_id: str, do
         " FROM geoetl_stac_rows r JOIN collections c ON c.id = r.collection) AS x"
         " GROUP BY collection, period ORDER BY collection, period"
     )
+    # the changed rows are locked first in pgstac's order (as its staging trigger does), so that this load and
+    # other writers (pypgstac loads, a STAC API) upserting overlapping items cannot deadlock; a bare DELETE
+    # would lock them in whatever order its plan visits them
     conn.execute(
-        "DELETE FROM items i USING geoetl_stac_rows s WHERE i.collection = %s AND i.id = s.id"
+        "WITH locked AS (SELECT i.collection, i.id FROM geoetl_stac_rows s"
+        " JOIN items i ON i.collection = s.collection AND i.id = s.id WHERE i.collection = %s"
         " AND (i.geometry, i.datetime, i.end_datetime, i.content)"
-        " IS DISTINCT FROM (s.geometry, s.datetime, s.end_datetime, s.content)",
+        " IS DISTINCT FROM (s.geometry, s.datetime, s.end_datetime, s.content)"
+        " ORDER BY i.collection, i.id FOR UPDATE OF i)"
+        " DELETE FROM items d USING locked l WHERE d.collection = l.collection AND d.id = l.id",
         (collection_id,),
     )
     conn.execute(
@@ -410,11 +439,11 @@ def pgstac_status(db: Database) -> dict[str, Any]:
                 version_row = conn.execute("SELECT pgstac.get_version() AS v").fetchone()
                 version = version_row["v"] if version_row else None
     if not installed or version is None:
-        return {"installed": False, "version": None, "collections": [], "total_items": 0}
+        return {"installed": False, "pgstac_version": None, "collections": [], "total_items": 0}
     counts = item_counts(db)
     return {
         "installed": True,
-        "version": version,
+        "pgstac_version": version,
         "collections": [{"id": cid, "items": n} for cid, n in counts.items()],
         "total_items": sum(counts.values()),
         "default_collections": sorted(DEFAULT_COLLECTIONS),

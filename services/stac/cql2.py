@@ -15,7 +15,6 @@ from datetime import datetime
 from typing import Any
 
 from shapely.geometry import shape
-from shapely.validation import explain_validity
 
 #: the GeoJSON geometry types a spatial operand may have
 GEOMETRY_TYPES = frozenset(
@@ -65,6 +64,23 @@ def check_filter(expression: Any) -> None:
     _condition(expression, "", 0)
 
 
+def for_pgstac(expression: Any) -> Any:
+    """``expression`` (a checked filter) as pgstac 0.10 runs it: a GeometryCollection operand of a spatial
+    operator gets an empty ``coordinates`` member. pgstac's ``spatial_op_query`` takes an operand for a
+    geometry only when it has ``coordinates``, then reads it with PostGIS's ``ST_GeomFromGeoJSON``, which
+    reads a GeometryCollection's ``geometries`` and ignores the added member."""
+    if isinstance(expression, list):
+        return [for_pgstac(value) for value in expression]
+    if not isinstance(expression, dict) or not isinstance(expression.get("args"), list):
+        return expression
+    args = [for_pgstac(value) for value in expression["args"]]
+    if str(expression.get("op", "")).lower() in SPATIAL and len(args) == 2:
+        operand = args[1]
+        if isinstance(operand, dict) and operand.get("type") == "GeometryCollection" and "coordinates" not in operand:
+            args[1] = {**operand, "coordinates": []}
+    return {**expression, "args": args}
+
+
 def _fail(where: str, problem: str) -> FilterError:
     return FilterError(f"{where}: {problem}" if where else problem)
 
@@ -95,7 +111,8 @@ def _arity(op: str, args: list[Any], where: str, count: int | None = None, at_le
     if count is not None and len(args) != count:
         raise _fail(where, f"the {op!r} operator takes {count} argument{'s' if count > 1 else ''}, not {len(args)}")
     if at_least is not None and len(args) < at_least:
-        raise _fail(where, f"the {op!r} operator takes at least {at_least} arguments, not {len(args)}")
+        plural = "s" if at_least > 1 else ""
+        raise _fail(where, f"the {op!r} operator takes at least {at_least} argument{plural}, not {len(args)}")
 
 
 def _condition(value: Any, where: str, depth: int) -> None:
@@ -111,7 +128,7 @@ def _condition(value: Any, where: str, depth: int) -> None:
         raise _fail(where, f"unknown operator {op!r}")
     here = [_at(where, i) for i in range(len(args))]
     if op in LOGICAL:
-        _arity(op, args, where, at_least=2)
+        _arity(op, args, where, at_least=1)  # one argument is allowed (some clients make it)
         for arg, place in zip(args, here, strict=True):
             _condition(arg, place, depth + 1)
     elif op == "not":
@@ -250,20 +267,21 @@ def _geometry(value: Any, where: str) -> None:
         ):
             raise _fail(where, "a bbox operand is 4 (or 6) finite numbers")
         return
-    if isinstance(value, dict) and value.get("type") == "GeometryCollection":
-        raise _fail(where, "a GeometryCollection cannot be used in a filter: give its parts as a Multi* geometry")
-    if not isinstance(value, dict) or value.get("type") not in GEOMETRY_TYPES or "coordinates" not in value:
+    kind = value.get("type") if isinstance(value, dict) else None
+    parts = "geometries" if kind == "GeometryCollection" else "coordinates"
+    if kind not in GEOMETRY_TYPES or parts not in value:
         raise _fail(where, "the second argument of a spatial operator must be a GeoJSON geometry or a bbox")
     geometry_problem(value, where)
 
 
 def geometry_problem(value: dict[str, Any], where: str) -> None:
-    """Raise :class:`FilterError` when the GeoJSON geometry cannot be read, is empty or is not valid."""
+    """Raise :class:`FilterError` when the GeoJSON geometry cannot be read or is empty.
+
+    An invalid geometry (a self-intersecting "bowtie" polygon, as users draw them) is let through: PostGIS's
+    intersection tests handle it, and a GEOS error it may still cause is reported as a refused filter."""
     try:
         parsed = shape(value)
     except Exception as exc:  # shapely raises several kinds for malformed coordinates
         raise _fail(where, f"not a valid GeoJSON geometry: {exc}") from None
     if parsed.is_empty:
         raise _fail(where, "an empty geometry")
-    if not parsed.is_valid:
-        raise _fail(where, f"an invalid geometry ({explain_validity(parsed)})")

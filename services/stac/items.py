@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -73,6 +73,24 @@ def validate_stac_id(value: str, what: str = "item id") -> str:
             field=what.replace(" ", "_"),
         )
     return value
+
+
+def default_item_id(blob_name: str) -> str:
+    """The item id of a raster blob when none is given (process_raster and ``POST /api/stac/extract``): the
+    path without its extension, separators and odd characters as '-', at most 128 characters.
+
+    Only ``<id>.tif`` maps to ``<id>`` as it is; any other name (folders, spaces, another extension or case) gets
+    8 hex digits of its SHA-256 appended, so that ``a/b.tif`` and ``a-b.tif``, or ``scene.tif`` and
+    ``scene.jp2``, do not become the same item (and the same output paths).
+    """
+    path = PurePosixPath(blob_name)
+    stem = str(path.with_suffix("")) if path.suffix else blob_name
+    text = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-._")
+    text = re.sub(r"-{2,}", "-", text)
+    text = (text or "raster")[:119].rstrip("-._") or "raster"
+    if path.suffix == ".tif" and text == stem:  # not .TIF: scene.tif and scene.TIF are two blobs
+        return text
+    return f"{text}-{hashlib.sha256(blob_name.encode()).hexdigest()[:8]}"
 
 
 def now_iso() -> str:

@@ -25,7 +25,7 @@ from core.errors import InvalidInput
 from core.settings import RasterSettings
 from infrastructure.db.database import Database
 from services.stac.catalog import stac_transaction
-from services.stac.cql2 import FilterError, check_filter
+from services.stac.cql2 import FilterError, check_filter, for_pgstac
 
 GEOMETRY_TYPES = {
     "Point",
@@ -192,7 +192,7 @@ class SearchRequest(BaseModel):
                 del body["bbox"]
                 body["intersects"] = antimeridian_multipolygon(west, south, east, north)
         if self.filter is not None:
-            body["filter"] = self.filter
+            body["filter"] = for_pgstac(self.filter)
             body["filter-lang"] = CQL2_LANG
         if self.sortby:
             body["sortby"] = [s.model_dump() for s in self.sortby]

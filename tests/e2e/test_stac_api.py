@@ -13,6 +13,7 @@ import pytest
 
 from infrastructure.context import AppContext
 from services.stac import catalog
+from services.stac.items import default_item_id
 from tests.helpers import rasters
 from tests.helpers.stac_schema import validate_collection, validate_item
 from tests.plugins.jobs_api import wait_for_job
@@ -69,10 +70,10 @@ def upload(context: AppContext, kind: str, tmp_path: Path, name: str) -> str:
 
 def test_setup_and_init(api: str) -> None:
     status = call("GET", f"{api}/stac/setup", 200)
-    assert status["installed"] is True and status["version"].startswith("0.10")
+    assert status["installed"] is True and status["pgstac_version"].startswith("0.10") and "version" not in status
     assert set(status["missing_default_collections"]) >= {"cogs", "vectors"}
     first = call("POST", f"{api}/stac/init", 200)
-    assert set(first["created"]) >= {"cogs", "vectors"} and first["existing"] == []
+    assert set(first["created"]) == {"cogs", "vectors", "extracted"} and first["existing"] == []
     again = call("POST", f"{api}/stac/init", 200)
     assert again["created"] == [] and set(again["existing"]) == set(first["created"])
     status = call("GET", f"{api}/stac/setup", 200)
@@ -88,12 +89,13 @@ def test_extract_builds_and_inserts_items(api: str, context: AppContext, tmp_pat
     name = upload(context, "dem", tmp_path, "rasters/dem 2024.tif")
     built = call("POST", f"{api}/stac/extract", 200, json={"blob_name": name})
     item = built["item"]
-    assert built["inserted"] is False and item["id"] == "rasters-dem-2024" and item["collection"] == "extracted"
+    assert built["inserted"] is False and item["id"] == default_item_id(name) and item["collection"] == "extracted"
+    assert item["id"].startswith("rasters-dem-2024-")  # not <id>.tif: 8 hex digits of the name's SHA-256
     validate_item(item)
     assert item["assets"]["data"]["href"] == context.storage.url("bronze", name)
     assert item["assets"]["data"]["href"].startswith("file://")
     assert item["assets"]["data"]["raster:bands"][0]["nodata"] == -9999
-    call("GET", f"{api}/stac/collections/extracted/items/rasters-dem-2024", 404)
+    call("GET", f"{api}/stac/collections/extracted/items/{item['id']}", 404)
 
     body = {"blob_name": name, "collection_id": "dems", "item_id": "dem-1", "insert": True}
     first = call("POST", f"{api}/stac/extract", 200, json=body)
@@ -119,6 +121,22 @@ def test_extract_builds_and_inserts_items(api: str, context: AppContext, tmp_pat
     when = first["item"]["properties"]["datetime"]
     assert collection["extent"]["temporal"]["interval"] == [[when, when]]  # not widened to the second call
     assert call("GET", f"{api}/stac/setup", 200)["collections"] == [{"id": "dems", "items": 1}]
+
+
+def test_extract_ids_are_process_rasters_and_container_name_is_accepted(
+    api: str, context: AppContext, tmp_path: Path
+) -> None:
+    context.storage.ensure_container("silver")  # not the default container (bronze)
+    path = rasters.make("rgb", tmp_path, 32)
+    for name in ("a/b.tif", "a-b.tif"):
+        context.storage.upload_file("silver", name, path)
+    made = {}
+    for key, name in (("container_name", "a/b.tif"), ("container", "a-b.tif")):  # 'container' is an alias
+        made[name] = call("POST", f"{api}/stac/extract", 200, json={key: "silver", "blob_name": name})["item"]
+    assert made["a-b.tif"]["id"] == "a-b" and made["a/b.tif"]["id"] == default_item_id("a/b.tif") != "a-b"
+    assert made["a/b.tif"]["assets"]["data"]["href"] == context.storage.url("silver", "a/b.tif")
+    both = {"container_name": "silver", "container": "silver", "blob_name": "a-b.tif"}
+    assert "container" in json.dumps(call("POST", f"{api}/stac/extract", 400, json=both)["error"])
 
 
 def test_extract_errors_name_the_problem(api: str, context: AppContext, tmp_path: Path) -> None:
@@ -197,7 +215,7 @@ def test_bad_searches_are_400(api: str, scenes: None) -> None:
         ({"limit": 100_000}, "limit"),
         ({"datetime": "soon"}, "RFC 3339"),
         ({"filter": {"op": "nope", "args": []}}, "unknown operator 'nope'"),
-        ({"filter": {"op": "and", "args": []}}, "takes at least 2 arguments"),
+        ({"filter": {"op": "and", "args": []}}, "takes at least 1 argument, not 0"),
         ({"filter": {"op": "+", "args": [1, 2]}}, "makes a value, not a condition"),
         ({"filter": {"op": "casei", "args": [{"property": "cloud"}]}}, "makes a value, not a condition"),
         ({"filter": {"op": "<", "args": [{"property": "geometry"}, 5]}}, "spatial operators"),
@@ -215,6 +233,25 @@ def test_bad_searches_are_400(api: str, scenes: None) -> None:
     assert "bbox" in json.dumps(call("GET", url, 400, params={"bbox": "a,b"}))
     assert "nonsense" in json.dumps(call("GET", url, 400, params={"nonsense": "1"}))
     call("POST", url, 400, content=b"[1, 2]")
+
+
+def test_filters_pgstac_runs_are_accepted(api: str, scenes: None) -> None:
+    """A GeometryCollection, a self-intersecting ("bowtie") polygon, and/or with one argument all run."""
+    square = [[4.2, 0.2], [4.8, 0.2], [4.8, 0.8], [4.2, 0.8], [4.2, 0.2]]
+    collection = {
+        "type": "GeometryCollection",
+        "geometries": [{"type": "Point", "coordinates": [0.5, 0.5]}, {"type": "Polygon", "coordinates": [square]}],
+    }
+    bowtie = {"type": "Polygon", "coordinates": [[[2.1, 0.1], [2.9, 0.9], [2.9, 0.1], [2.1, 0.9], [2.1, 0.1]]]}
+    cloud = {"property": "cloud"}
+    for expression, expected in [
+        ({"op": "s_intersects", "args": [{"property": "geometry"}, collection]}, ["s0", "s4"]),
+        ({"op": "s_intersects", "args": [{"property": "geometry"}, bowtie]}, ["s2"]),
+        ({"op": "and", "args": [{"op": "=", "args": [cloud, 30]}]}, ["s3"]),
+        ({"op": "or", "args": [{"op": "<", "args": [cloud, 20]}]}, ["s0", "s1"]),
+    ]:
+        page = call("POST", f"{api}/stac/search", 200, json={"collections": ["scenes"], "filter": expression})
+        assert sorted(f["id"] for f in page["features"]) == expected, expression
 
 
 def test_paging_over_http_with_the_longest_ids(api: str, context: AppContext) -> None:

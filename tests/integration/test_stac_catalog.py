@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from core.errors import InvalidInput, ServiceUnavailable
+from core.errors import DatabaseBusy, InvalidInput, ServiceUnavailable
 from core.settings import DatabaseSettings, RasterSettings
 from infrastructure.db.database import Database
 from services.stac import catalog
@@ -70,7 +72,8 @@ def test_default_collections_are_created_once_and_valid(db: Database) -> None:
     for collection in listed:
         validate_collection(collection)
     status = catalog.pgstac_status(db)
-    assert status["installed"] is True and status["version"].startswith("0.10")
+    assert status["installed"] is True and status["pgstac_version"].startswith("0.10") and "version" not in status
+    assert set(catalog.DEFAULT_COLLECTIONS) == {"cogs", "vectors", "extracted"}
     assert {"id": "cogs", "items": 0} in status["collections"]
     assert status["missing_default_collections"] == []
 
@@ -317,7 +320,8 @@ def test_a_bbox_crossing_the_antimeridian_searches_across_it_not_the_rest_of_the
 @pytest.mark.parametrize(
     "expression, problem",
     [
-        ({"op": "and", "args": []}, "'and' operator takes at least 2 arguments, not 0"),
+        ({"op": "and", "args": []}, "'and' operator takes at least 1 argument, not 0"),
+        ({"op": "or", "args": [{"op": "=", "args": [1, 1]}, []]}, "args[1]: must be a condition"),
         ({"op": "+", "args": [1, 2]}, "'+' operator makes a value, not a condition"),
         ({"op": "casei", "args": [{"property": "title"}]}, "'casei' operator makes a value"),
         (
@@ -487,3 +491,60 @@ def test_bulk_upsert_stores_what_single_upserts_store(db: Database, tmp_path: Pa
     assert run(db, collections=["bulk"], datetime="2024-06-01T00:00:00Z") == ["r0"]
     assert run(db, collections=["bulk"], datetime="2024-01-15T00:00:00Z") == ["span"]  # r0 left January
     assert catalog.get_item(db, "bulk", "r0")["properties"]["created"] == raster["properties"]["created"]  # type: ignore[index]
+
+
+@pytest.mark.parametrize(
+    "sqlstate, message, expected, text",
+    [
+        ("42501", "permission denied for table items", ServiceUnavailable, "the STAC database failed (42501"),
+        ("XX000", "cache lookup failed for relation 1", ServiceUnavailable, "the STAC database failed (XX000"),
+        ("42P01", "relation items_1 does not exist", ServiceUnavailable, "the STAC database failed (42P01"),
+        ("XX000", "GEOSIntersects: TopologyException: side location conflict", InvalidInput, "filter refused: GEOS"),
+        ("42804", "argument of WHERE must be type boolean", InvalidInput, "filter refused: argument of WHERE"),
+        ("42601", "syntax error at or near x", InvalidInput, "filter refused: syntax error"),
+        ("42883", "operator does not exist: text + integer", InvalidInput, "filter refused: operator does not"),
+    ],
+)
+def test_only_errors_the_filter_causes_are_refused_filters(
+    db: Database, sqlstate: str, message: str, expected: type[Exception], text: str
+) -> None:
+    # pgstac's search() fails with the given SQL state (an outage, a missing privilege, a GEOS error, ...)
+    with db.transaction() as conn:
+        conn.execute("ALTER FUNCTION pgstac.search(jsonb) RENAME TO search_moved_away")
+        conn.execute(
+            sql.SQL(
+                "CREATE FUNCTION pgstac.search(jsonb) RETURNS jsonb LANGUAGE plpgsql"
+                " AS $$ BEGIN RAISE EXCEPTION USING ERRCODE = {}, MESSAGE = {}; END $$"
+            ).format(sql.Literal(sqlstate), sql.Literal(message))
+        )
+    with pytest.raises(expected, match=re.escape(text)):
+        search(db, parse_search({"filter": {"op": "=", "args": [{"property": "cloud"}, 1]}}), SETTINGS)
+
+
+def test_bulk_upsert_locks_the_rows_it_replaces_in_pgstacs_order(db: Database) -> None:
+    """Like pgstac's staging trigger: changed rows locked by (collection, id), whatever order they come in,
+    so a load and another writer (pypgstac, a STAC API) replacing the same items cannot deadlock."""
+    old = [box_item(i, 0, 0, 1, 1, "2024-01-01T00:00:00Z", cloud=1) for i in ("b", "a")]  # b stored first
+    catalog.upsert_items(db, old)
+    new = [box_item(i, 0, 0, 1, 1, "2024-01-01T00:00:00Z", cloud=2) for i in ("b", "a")]
+    lock = "SELECT 1 FROM pgstac.items WHERE collection = 'things' AND id = %s FOR UPDATE"
+    with db.connection() as holder:  # another writer holds 'b'
+        holder.execute(lock, ("b",))
+        worker = threading.Thread(target=catalog.upsert_items, args=(db, new))
+        worker.start()
+        try:
+            deadline = time.monotonic() + 60
+            while not db.fetch_one(
+                "SELECT 1 AS waiting FROM pg_stat_activity WHERE datname = current_database()"
+                " AND wait_event_type = 'Lock' AND query LIKE %s",
+                ("%DELETE FROM items%",),
+            ):
+                assert time.monotonic() < deadline, "the load never waited for the row 'b'"
+                time.sleep(0.05)
+            # the load waits for 'b' while holding 'a', which comes first in pgstac's order
+            with pytest.raises(DatabaseBusy, match="lock not available"), db.transaction() as probe:
+                probe.execute(lock + " NOWAIT", ("a",))
+        finally:
+            holder.rollback()
+            worker.join()
+    assert {i: catalog.get_item(db, "things", i)["properties"]["cloud"] for i in ("a", "b")} == {"a": 2, "b": 2}  # type: ignore[index]

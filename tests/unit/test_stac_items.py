@@ -20,6 +20,7 @@ from services.stac.items import (
     PROJECTION_EXTENSION,
     RASTER_EXTENSION,
     build_raster_item,
+    default_item_id,
     file_asset,
     footprint_wgs84,
     validate_stac_id,
@@ -154,6 +155,20 @@ def test_ids_are_checked(bad: str) -> None:
     with pytest.raises(InvalidInput, match="invalid item id"):
         validate_stac_id(bad)
     assert validate_stac_id("rgb_2024-01-01.v2") == "rgb_2024-01-01.v2"
+
+
+def test_default_item_ids_are_process_rasters_and_do_not_collide() -> None:
+    import jobs.process_raster
+
+    assert jobs.process_raster.default_item_id is default_item_id  # one rule for process_raster and extract
+    assert default_item_id("scene.tif") == "scene"
+    digest = hashlib.sha256(b"a/b.tif").hexdigest()[:8]
+    assert default_item_id("a/b.tif") == f"a-b-{digest}" != default_item_id("a-b.tif") == "a-b"
+    names = ["a/b.tif", "a-b.tif", "a b.tif", "scene.tif", "scene.jp2", "scene.TIF", "x" * 300 + ".tif"]
+    made = [default_item_id(name) for name in names]
+    assert len(set(made)) == len(names)
+    for item_id in made:
+        assert validate_stac_id(item_id) == item_id and len(item_id) <= 128
 
 
 def test_datetime_comes_from_the_raster_then_the_fallback_never_from_the_build_time(tmp_path: Path) -> None:

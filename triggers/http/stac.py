@@ -30,7 +30,7 @@ class CollectionCount(BaseModel):
 
 class StacSetup(BaseModel):
     installed: bool = Field(description="Whether pgstac is installed in the database")
-    version: str | None = Field(description="pgstac's version")
+    pgstac_version: str | None = Field(description="pgstac's version")
     collections: list[CollectionCount] = Field(description="Every collection with its number of items")
     total_items: int
     default_collections: list[str] = Field(default_factory=list)
@@ -138,7 +138,7 @@ def stac_setup(req: func.HttpRequest) -> StacSetup:
     methods=("POST",),
     auth_level=func.AuthLevel.FUNCTION,
     tags=("stac",),
-    summary="Create the default collections (cogs, vectors, mosaics, extracted); idempotent",
+    summary="Create the default collections (cogs, vectors, extracted); idempotent",
     response_model=StacInitResult,
     error_statuses=(503,),
 )
