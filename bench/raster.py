@@ -6,7 +6,8 @@ LZW-compressed tiled GeoTIFFs as a provider would deliver them. For each raster 
 * ``ours``: a ``process_raster`` job with that one tier, submitted in this process through the CoreMachine and
   run by worker processes (``python -m triggers.localhost --workers-only``, as bench/orchestration.py) over a
   throwaway database on the private cluster and local storage: wall time from submit to completed, all three
-  stages (validate, cog, stac: statistics, checksum, pgstac upsert) and the upload into storage included;
+  stages (validate, cog, stac: statistics, checksum, pgstac upsert) included, with the upload into the
+  run's staging folder and the copy to the published path;
   ``cog task`` is the stage-2 task alone (started → completed in the tasks table);
 * ``bare``: the same conversion in this process, ``services.raster.cog.make_cog`` (rio-cogeo's
   ``cog_translate`` with the same options), no orchestration, no storage, no STAC;
@@ -351,7 +352,8 @@ def print_table(rows: list[tuple[Any, ...]], gdal_version: str, args: argparse.N
         f"{max(overheads):.2f}x (goal < {GOAL_OVERHEAD:.2f}: {'met' if total < GOAL_OVERHEAD else 'NOT met'})"
     )
     print(
-        "ours = submit → job completed (validate, COG, checksum + statistics, upload, pgstac upsert); "
+        "ours = submit → job completed (validate, COG, checksum + statistics, upload to the run's staging folder, "
+        "copy to the published path, pgstac upsert); "
         "cog task = the stage-2 task alone; bare = the same rio-cogeo conversion in-process; "
         "rio / gdal = the CLIs with the same compression, predictor, quality, 512 tiles and average overviews"
     )

@@ -2,15 +2,16 @@
 
 Stage 1 (validate, single) opens the source (``/vsiaz/`` on Azure), checks it and plans each tier.
 Stage 2 (cog, fan_out) writes one tier per task to a local temp folder, validates it as a COG and uploads it
-to ``<output_container>/cogs/<collection_id>/<item_id>/<item_id>_<tier>.tif`` (deterministic: a retry
-overwrites). Stage 3 (stac, single) builds the item from the outputs and upserts it into PgSTAC.
-The work is in ``services.raster``; see docs/jobs.md#process_raster.
+to the run's staging folder ``cogs/<collection_id>/<item_id>/_runs/<job_id[:16]>-r<run>/`` (a retry overwrites;
+no other job or run writes there). Stage 3 (stac, single) publishes: copies each staged tier to its final path
+``<output_container>/cogs/<collection_id>/<item_id>/<item_id>_<tier>.tif``, upserts the item into PgSTAC while
+the run is still alive, then removes the staging folder. A failed or cancelled run's clean-up removes only its
+own staging folder. The work is in ``services.raster``; see docs/jobs.md#process_raster.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import re
@@ -23,15 +24,24 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.contract import JobDefinition, JobEnd, JobResults, Parallelism, PreviousStage, Stage, TaskContext
-from core.errors import BlobNotFound, Conflict, InvalidInput, LeaseExpired, NotFound
+from core.errors import BlobNotFound, Conflict, GeoetlError, InvalidInput, LeaseExpired, NotFound
+from core.models import parse_task_id
 from infrastructure.context import get_app_context
+from infrastructure.db.jobs.guard import ensure_run_alive
 from infrastructure.storage.names import validate_blob_name, validate_container_name
 from jobs import registry
 from services.raster.cog import make_cog, remove_tree, sweep_stale_temp_dirs
 from services.raster.costs import ACCESS_TIER, monthly_costs, sizes_by_tier
 from services.raster.inspect import TIERS, TierPlan, inspect_raster, parse_crs, require_2d
 from services.stac.catalog import get_item, upsert_item
-from services.stac.items import COG_MEDIA_TYPE, band_info, build_raster_item, file_asset, stac_extensions_for
+from services.stac.items import (
+    COG_MEDIA_TYPE,
+    band_info,
+    build_raster_item,
+    default_item_id,
+    file_asset,
+    stac_extensions_for,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -57,23 +67,6 @@ def _check_id(value: str, what: str) -> str:
             f"invalid {what} {value!r}: use 1 to 128 letters, digits, '.', '_' or '-', starting with a letter or digit"
         )
     return value
-
-
-def default_item_id(blob_name: str) -> str:
-    """An item id from a blob name: the path without its extension, separators and odd characters as '-'.
-
-    Only ``<id>.tif`` maps to ``<id>`` as it is; any other name (folders, spaces, another extension) gets
-    8 hex digits of its SHA-256 appended, so that ``a/b.tif`` and ``a-b.tif``, or ``scene.tif`` and
-    ``scene.jp2``, do not become the same item (and the same output paths).
-    """
-    path = PurePosixPath(blob_name)
-    stem = str(path.with_suffix("")) if path.suffix else blob_name
-    text = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-._")
-    text = re.sub(r"-{2,}", "-", text)
-    text = (text or "raster")[:119].rstrip("-._") or "raster"
-    if path.suffix.lower() == ".tif" and text == stem:
-        return text
-    return f"{text}-{hashlib.sha256(blob_name.encode()).hexdigest()[:8]}"
 
 
 class ProcessRasterParameters(BaseModel):
@@ -128,6 +121,33 @@ class ProcessRasterParameters(BaseModel):
 def output_blob(collection_id: str, item_id: str, tier: str) -> str:
     """The deterministic blob name of a tier's COG in the output container."""
     return f"cogs/{collection_id}/{item_id}/{item_id}_{tier}.tif"
+
+
+def staging_prefix(collection_id: str, item_id: str, job_id: str, run: int) -> str:
+    """The folder (blob name prefix, ending in '/') where one run of one job stages its tiers before publishing."""
+    return f"cogs/{collection_id}/{item_id}/_runs/{job_id[:16]}-r{run}/"
+
+
+def staged_blob(collection_id: str, item_id: str, tier: str, job_id: str, run: int) -> str:
+    """Where a tier's COG is uploaded by the cog stage of that run (copied to ``output_blob`` by the stac stage)."""
+    return f"{staging_prefix(collection_id, item_id, job_id, run)}{item_id}_{tier}.tif"
+
+
+def _run_of(task_id: str) -> tuple[str, int]:
+    parsed = parse_task_id(task_id)
+    if parsed is None:
+        raise ValueError(f"not a task id: {task_id!r}")
+    return parsed
+
+
+def remove_staging(storage: Any, container: str, prefix: str) -> list[str]:
+    """Delete every blob under a run's staging prefix (whatever wrote it: tiers, late uploads); idempotent."""
+    removed: list[str] = []
+    with contextlib.suppress(NotFound):  # no container: nothing was staged
+        for blob in list(storage.iter_blobs(container, prefix)):
+            if storage.delete(container, blob.name):
+                removed.append(blob.name)
+    return sorted(removed)
 
 
 def claim_blob(collection_id: str, item_id: str) -> str:
@@ -289,25 +309,26 @@ def cog(params: CogTask, context: TaskContext) -> dict[str, Any]:
     job = context.job_parameters
     out_container = str(job["output_container"])
     plan = TierPlan(**params.plan)
+    job_id, run = _run_of(context.task_id)
+    staged = staged_blob(str(job["collection_id"]), params.item_id, plan.tier, job_id, run)
     with _temp_dir(context) as folder:
         local = folder / PurePosixPath(params.output_blob).name
         written = _convert(params, plan, context, local)
-        href = context.storage.url(out_container, params.output_blob)
+        href = context.storage.url(out_container, params.output_blob)  # the published address
         asset = _asset(local, href, plan)
         item = _tier_item(local, params, plan, asset, context)
-        _publish(context, out_container, params.output_blob, local)
-    access_tier = ACCESS_TIER[plan.tier]
-    tiered = access_tier != "Hot" and context.storage.set_access_tier(out_container, params.output_blob, access_tier)
+        _publish(context, out_container, staged, local)
     return {
         "tier": plan.tier,
         "container": out_container,
         "blob": params.output_blob,
+        "staged_blob": staged,
         "href": href,
         "size": written.size,
         "compression": written.compression,
         "predictor": written.predictor,
         "jpeg_quality": written.quality,
-        "access_tier": access_tier if tiered else "Hot",
+        "access_tier": ACCESS_TIER[plan.tier],  # set on the published blob by the stac stage
         "crs": written.crs,
         "width": written.width,
         "height": written.height,
@@ -341,11 +362,14 @@ def _convert(params: CogTask, plan: TierPlan, context: TaskContext, local: Path)
 
 
 def _publish(context: TaskContext, container: str, blob: str, local: Path) -> None:
-    """Upload the COG, unless the run has ended meanwhile; if it ended during the upload, take it back.
+    """Upload the COG to the run's staging folder, unless the run has ended meanwhile; if it ended during the
+    upload, take it back.
 
     The job's clean-up (``ProcessRaster.cleanup``) may already have run when this attempt uploads: the
     heartbeat after the upload says so, and the upload is removed again - unless another attempt has
-    replaced the blob since (its etag differs), which then owns it.
+    replaced the blob since (its etag differs), which then owns it. If the heartbeat cannot tell (a database
+    hiccup counts as alive), a late upload stays in the staging folder only: the run's clean-up (re-sent by
+    the janitor when lost) removes the whole folder, and nothing reads it but this run's stac stage.
     """
     if not context.heartbeat():
         raise LeaseExpired("the task is no longer this attempt's (job ended or lease lost): not uploading")
@@ -408,9 +432,80 @@ def stac(params: StacTask, context: TaskContext) -> dict[str, Any]:
     item = dict(best["item"])
     item["assets"] = {tier: by_tier[tier]["asset"] for tier in TIERS if tier in by_tier}
     item["stac_extensions"] = stac_extensions_for(item["properties"], item["assets"])
-    check_item_owner(context.db, context.storage, job, params.item_id)
-    upsert_item(context.db, item)
-    return {"item_id": item["id"], "collection_id": collection_id, "bbox": item["bbox"], "assets": list(by_tier)}
+    storage, container = context.storage, str(job["output_container"])
+    job_id, run = _run_of(context.task_id)
+    staging = staging_prefix(collection_id, params.item_id, job_id, run)
+    # (1) still this run's? (2) still this source's item? (3) staged -> final (4) upsert while the run is alive
+    if not context.heartbeat():
+        raise LeaseExpired("the task is no longer this attempt's (job ended or lease lost): not publishing")
+    check_item_owner(context.db, storage, job, params.item_id)
+    claim_item(storage, job, params.item_id)  # again: a failed sibling's clean-up may have released it
+    access_tiers = {}
+    made: list[tuple[str, str]] = []  # final blobs this task created (absent before) and their etags
+    for tier, output in by_tier.items():
+        existed = storage.exists(container, output["blob"])
+        try:
+            copied = storage.copy(container, output["staged_blob"], output["blob"])
+            if not existed:
+                made.append((output["blob"], copied.etag))
+        except BlobNotFound:
+            _require_published(storage, container, output)  # an earlier attempt published, then was lost
+        access_tier = ACCESS_TIER[tier]
+        tiered = access_tier != "Hot" and storage.set_access_tier(container, output["blob"], access_tier)
+        access_tiers[tier] = access_tier if tiered else "Hot"
+    ended: list[Conflict] = []
+
+    def guard(conn: Any) -> None:
+        try:
+            ensure_run_alive(conn, context.task_id)
+        except Conflict as exc:
+            ended.append(exc)
+            raise
+
+    try:
+        upsert_item(context.db, item, guard=guard)
+    except GeoetlError as exc:
+        if exc.retryable:
+            raise  # the next attempt copies and upserts again
+        # nothing is catalogued (the job ended first, or the catalogue refused the item): take back the final
+        # blobs this task created unless replaced since; a final blob that existed before keeps the new content
+        # (the same a next run would publish). The staging folder goes now: the clean-up may have run already.
+        _take_back(storage, container, made)
+        remove_staging(storage, container, staging)
+        raise
+    try:
+        remove_staging(storage, container, staging)
+        claim_item(storage, job, params.item_id)  # back if a sibling's clean-up released it meanwhile
+    except GeoetlError as exc:  # published: a leftover staging folder (or claim) must not fail the job
+        logger.warning("after publishing %s/%s: %s", container, staging, exc)
+    return {
+        "item_id": item["id"],
+        "collection_id": collection_id,
+        "bbox": item["bbox"],
+        "assets": list(by_tier),
+        "access_tiers": access_tiers,
+    }
+
+
+def _require_published(storage: Any, container: str, output: Mapping[str, Any]) -> None:
+    """A staged tier is gone: fine when an earlier attempt of this task copied it (and removed the staging
+    folder after its upsert) - the final blob has the tier's size; else the staging was removed under us."""
+    try:
+        size = storage.properties(container, output["blob"]).size
+    except BlobNotFound:
+        size = None
+    if size != output["asset"].get("file:size"):
+        raise Conflict(
+            f"the staged COG {container}/{output['staged_blob']} is gone and {output['blob']} is not its copy: "
+            "the run's staging folder was removed (the job ended?)"
+        )
+
+
+def _take_back(storage: Any, container: str, made: Sequence[tuple[str, str]]) -> None:
+    for blob, etag in made:
+        with contextlib.suppress(BlobNotFound):
+            if storage.properties(container, blob).etag == etag:
+                storage.delete(container, blob)
 
 
 # -- the job -------------------------------------------------------------------------------------
@@ -462,8 +557,13 @@ class ProcessRaster(JobDefinition[ProcessRasterParameters]):
 
     def finalize(self, params: ProcessRasterParameters, results: JobResults) -> dict[str, Any]:
         facts = next(results.stage(1))
-        outputs = [{k: v for k, v in output.items() if k not in ("asset", "item")} for output in results.stage(2)]
         item = next(results.stage(3))
+        applied = item.get("access_tiers", {})
+        outputs = [
+            {k: v for k, v in output.items() if k not in ("asset", "item", "staged_blob")}
+            | {"access_tier": applied.get(output["tier"], "Hot")}
+            for output in results.stage(2)
+        ]
         settings = get_app_context().settings.raster
         sizes = sizes_by_tier(outputs)
         costs = monthly_costs(
@@ -506,43 +606,22 @@ class ProcessRaster(JobDefinition[ProcessRasterParameters]):
         }
 
     def cleanup(self, params: ProcessRasterParameters, end: JobEnd) -> dict[str, Any]:
-        """Remove the outputs of a failed or cancelled run: each requested tier's path (idempotent).
+        """Remove what a failed or cancelled run staged: every blob under its own staging folder
+        ``cogs/<collection>/<item>/_runs/<job_id[:16]>-r<run>/`` (listed, so late uploads go too; idempotent).
 
-        Nothing is removed from a folder that belongs to another source (by its claim or its item: this run
-        was refused before writing). Kept too: paths the catalogue publishes for this source - its item has an
-        asset at that href with the blob's size (an earlier successful run whose outputs this run did not
-        replace). The claim is released when no item of this source exists. Late tier tasks of the run remove
-        their own upload (their heartbeat after uploading says False).
+        Published (final) paths are never touched: they hold what an earlier run, or a still running job of the
+        same source, published or is about to. The item's claim is released when this source has no item (and
+        the claim is this source's); a running sibling re-claims it before publishing.
         """
         storage, item_id, container = end.storage, params.resolved_item_id(), params.output_container
+        removed = remove_staging(storage, container, staging_prefix(params.collection_id, item_id, end.job_id, end.run))
         source = storage.url(params.container_name, params.blob_name)
         claim = claim_blob(params.collection_id, item_id)
         try:
             holder = json.loads(storage.read_bytes(container, claim)).get("source")
-        except NotFound:
+        except (NotFound, ValueError):
             holder = None
-        except ValueError:
-            holder = "?"
-        item = get_item(end.db, params.collection_id, item_id)
-        owner = _derived_from(item) if item is not None else None
-        paths = [output_blob(params.collection_id, item_id, tier) for tier in params.tiers()]
-        if (holder is not None and holder != source) or (owner is not None and owner != source):
-            kept = [blob for blob in paths if storage.exists(container, blob)]
-            return {"container": container, "removed": [], "kept": sorted(kept), "owner": holder or owner}
-        removed: list[str] = []
-        kept = []
-        for blob, tier in zip(paths, params.tiers(), strict=True):
-            try:
-                size = storage.properties(container, blob).size
-            except NotFound:
-                continue
-            asset = (item or {}).get("assets", {}).get(tier) or {}
-            if asset.get("href") == storage.url(container, blob) and asset.get("file:size") == size:
-                kept.append(blob)
-                continue
-            storage.delete(container, blob)
-            removed.append(blob)
-        if holder == source and item is None:
-            storage.delete(container, claim)
+        unpublished = holder == source and get_item(end.db, params.collection_id, item_id) is None
+        if unpublished and storage.delete(container, claim):
             removed.append(claim)
-        return {"container": container, "removed": sorted(removed), "kept": sorted(kept)}
+        return {"container": container, "removed": removed}

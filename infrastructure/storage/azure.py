@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, ClassVar
@@ -290,6 +291,29 @@ class AzureBlobStore(BlobStore):
         return BlobProperties(
             container, name, length, settings.content_type, _utc(last_modified), _quoted(result.get("etag"))
         )
+
+    def _copy(self, container: str, source_name: str, target_name: str) -> BlobProperties:
+        """A server-side Copy Blob in the same account (authorised by this client's own credentials), waited for:
+        the target shows the old content until the copy commits."""
+        source = self._blob(container, source_name)
+        target = self._blob(container, target_name)
+        source.get_blob_properties()  # BlobNotFound for a missing source, not a failed copy
+        copy_id = target.start_copy_from_url(source.url)["copy_id"]
+        delay = 0.05
+        while True:
+            item = target.get_blob_properties()
+            copy = item.copy
+            if copy is None or copy.id != copy_id or copy.status == "success":
+                return self._props(container, item)
+            if copy.status != "pending":
+                raise StorageUnavailable(
+                    f"copying blob {show_name(source_name)} to {show_name(target_name)} in {container!r} ended "
+                    f"{copy.status}: {copy.status_description or 'no reason given'}",
+                    container=container,
+                    blob=target_name,
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
     def _delete(self, container: str, name: str) -> bool:
         try:

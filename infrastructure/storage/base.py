@@ -166,6 +166,16 @@ class BlobStore(ABC):
             raise
         return path
 
+    def copy(self, container: str, source_name: str, target_name: str) -> BlobProperties:
+        """Copy a blob to another name in the same container, replacing the target atomically (a reader sees
+        the old or the whole new content); BlobNotFound when the source is missing. Server-side on Azure."""
+        self._validate(container, source_name)
+        self._validate(container, target_name, writing=True)
+        if source_name == target_name:
+            raise InvalidInput(f"cannot copy blob {source_name!r} onto itself")
+        with self._translate(container, source_name):
+            return self._copy(container, source_name, target_name)
+
     def delete(self, container: str, name: str) -> bool:
         """Delete a blob; False when it did not exist."""
         self._validate(container, name)
@@ -270,6 +280,9 @@ class BlobStore(ABC):
         content_type: str | None,
         overwrite: bool,
     ) -> BlobProperties: ...
+
+    @abstractmethod
+    def _copy(self, container: str, source_name: str, target_name: str) -> BlobProperties: ...
 
     @abstractmethod
     def _delete(self, container: str, name: str) -> bool: ...

@@ -353,6 +353,17 @@ class LocalBlobStore(BlobStore):
             return
         os.unlink(temp)
 
+    def _copy(self, container: str, source_name: str, target_name: str) -> BlobProperties:
+        source = self._blob_path(container, source_name)
+        try:
+            with open(source, "rb") as stream:
+                if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                    raise _blob_not_found(container, source_name)
+                length = os.fstat(stream.fileno()).st_size
+                return self._write(container, target_name, stream, length, None, True)  # temp file + rename
+        except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise _blob_not_found(container, source_name) from None
+
     def _delete(self, container: str, name: str) -> bool:
         path = self._blob_path(container, name)
         try:

@@ -13,8 +13,9 @@ import rasterio
 from rio_cogeo.cogeo import cog_validate
 
 from infrastructure.context import AppContext
-from jobs.process_raster import claim_blob, default_item_id
+from jobs.process_raster import claim_blob
 from services.stac.catalog import get_item
+from services.stac.items import default_item_id
 from tests.helpers import rasters
 from tests.helpers.stac_schema import validate_item
 from tests.plugins.jobs_api import wait_for_job
@@ -276,7 +277,10 @@ def test_a_corrupt_tile_found_while_converting_fails_at_once_and_the_run_is_clea
     assert error["stage"] == 2 and error["attempts"] == 1  # bad input: not retried
     assert "the source is corrupt" in error["error"]["message"] and "IReadBlock" in error["error"]["message"]
     cleaned = wait_for_event(jobs_api, response["job_id"], "job_cleaned_up")
-    assert cleaned["removed"] == [claim_blob("cogs", "corrupt")]  # the validate stage had claimed the item
+    removed = set(cleaned["removed"])
+    assert claim_blob("cogs", "corrupt") in removed  # the validate stage had claimed the item
+    staging = f"cogs/cogs/corrupt/_runs/{response['job_id'][:16]}-r1/"
+    assert all(name.startswith(staging) for name in removed - {claim_blob("cogs", "corrupt")})  # siblings' tiers
     assert output_blobs(jobs_context) == []
 
 
@@ -309,3 +313,7 @@ def test_azurite_reads_through_vsiaz_and_archive_goes_cool(
         assert path.stat().st_size == output["size"]
     item = get_item(context.db, "cogs", "azurite-rgb")
     assert item is not None and set(item["assets"]) == {"visualization", "analysis", "archive"}
+    published = {b.name for b in context.storage.iter_blobs(OUTPUT, "cogs/cogs/azurite-rgb/")}
+    assert published == {o["blob"] for o in by_tier.values()} | {claim_blob("cogs", "azurite-rgb")}  # staging gone
+    archive = context.storage._blob(OUTPUT, by_tier["archive"]["blob"]).get_blob_properties()  # type: ignore[attr-defined]
+    assert archive.blob_tier == "Cool"  # set on the published blob, not on the staged one

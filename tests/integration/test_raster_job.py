@@ -1,7 +1,8 @@
 """process_raster through the CoreMachine (driven in the test's thread) on a real database and local storage:
-temp files always removed (stale ones swept), a failed or cancelled run leaves no outputs (the job's clean-up
-hook, and late tasks removing their own upload), a retried task overwrites, an item is not taken over by
-another source."""
+temp files always removed (stale ones swept), tiers staged per run and published by the stac stage, a failed or
+cancelled run leaves no outputs (the job's clean-up removes its own staging folder only, late tasks remove their
+own upload, a late stac task publishes nothing), a retried task overwrites, an item is not taken over by
+another source, and a failing job never removes what another job of the same source publishes."""
 
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from typing import Any
 import pytest
 
 import jobs.process_raster as job_module
-from core.errors import Conflict, InvalidInput, StorageUnavailable
+from core.contract import JobEnd
+from core.errors import Conflict, DatabaseUnavailable, InvalidInput, StorageUnavailable
 from core.models import JobStatus
 from core.settings import RasterSettings
-from jobs.process_raster import claim_blob, default_item_id, output_blob
+from jobs.process_raster import claim_blob, output_blob, staged_blob, staging_prefix
 from services.stac.catalog import get_item
+from services.stac.items import default_item_id
 from tests.helpers import rasters
 from tests.helpers.driver import Driver
 
@@ -56,9 +59,18 @@ def _paths(blob: str, tiers: tuple[str, ...], collection: str = "cogs", item_id:
     return sorted(output_blob(collection, item, tier) for tier in tiers)
 
 
+def _staged(job_id: str, blob: str, tiers: tuple[str, ...], run: int = 1) -> list[str]:
+    item = default_item_id(blob)
+    return sorted(staged_blob("cogs", item, tier, job_id, run) for tier in tiers)
+
+
 def _outputs(driver: Driver) -> list[str]:
-    """The COGs in the output container."""
+    """The COGs in the output container (published and staged)."""
     return sorted(b.name for b in driver.ctx.storage.iter_blobs("silver") if b.name.endswith(".tif"))
+
+
+def _all_blobs(driver: Driver) -> list[str]:
+    return sorted(b.name for b in driver.ctx.storage.iter_blobs("silver"))
 
 
 def _claims(driver: Driver) -> list[str]:
@@ -92,7 +104,8 @@ def test_completed_job_leaves_no_temp_files(driver: Driver, scratch: Path, tmp_p
     blob = _upload(driver, tmp_path)
     job_id = driver.machine.submit("process_raster", {"blob_name": blob, "output_tier": "all"}).job.job_id
     assert driver.run(job_id) is JobStatus.COMPLETED
-    assert _outputs(driver) == _paths(blob, ALL)
+    assert _outputs(driver) == _paths(blob, ALL)  # published; the staging folder is gone
+    assert not any("/_runs/" in name for name in _all_blobs(driver))
     assert scratch.is_dir() and list(scratch.iterdir()) == []
     driver.step()
     assert _cleaned(driver, job_id) == []  # a completed job is not cleaned up
@@ -114,21 +127,22 @@ def test_stale_temp_folders_of_killed_workers_are_swept(driver: Driver, scratch:
 def test_stac_failure_removes_every_output(
     driver: Driver, scratch: Path, tmp_path: Path, uploads: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def refuse(db: object, item: object) -> None:
+    def refuse(db: object, item: object, **kwargs: object) -> None:
         raise InvalidInput("the catalogue refused the item")
 
     monkeypatch.setattr(job_module, "upsert_item", refuse)
     blob = _upload(driver, tmp_path)
     job_id = driver.machine.submit("process_raster", {"blob_name": blob, "output_tier": "both"}).job.job_id
     assert driver.run(job_id) is JobStatus.FAILED
-    expected = _paths(blob, ("analysis", "visualization"))
-    assert _outputs(driver) == expected  # written, until the clean-up
+    staged = _staged(job_id, blob, ("analysis", "visualization"))
+    assert sorted(uploads) == staged  # tiers are uploaded to the run's staging folder only
+    assert _outputs(driver) == []  # the stac task took back its final copies and the staging folder
     driver.step()
     error = _error(driver, job_id)
     assert error["details"]["stage"] == 3 and "refused" in error["details"]["error"]["message"]
-    assert sorted(uploads) == expected and _outputs(driver) == [] and _claims(driver) == []
+    assert _all_blobs(driver) == []
     claim = claim_blob("cogs", default_item_id(blob))
-    assert _cleaned(driver, job_id) == [{"container": "silver", "removed": sorted([*expected, claim]), "kept": []}]
+    assert _cleaned(driver, job_id) == [{"container": "silver", "removed": [claim]}]
     assert list(scratch.iterdir()) == []
     assert get_item(driver.ctx.db, "cogs", default_item_id(blob)) is None
 
@@ -148,11 +162,11 @@ def test_a_tier_failing_for_good_removes_its_siblings(
     blob = _upload(driver, tmp_path)
     job_id = driver.machine.submit("process_raster", {"blob_name": blob, "output_tier": "all"}).job.job_id
     assert driver.run(job_id) is JobStatus.FAILED
-    assert _outputs(driver) == _paths(blob, ("analysis", "visualization"))  # the siblings were uploaded
+    assert _outputs(driver) == _staged(job_id, blob, ("analysis", "visualization"))  # the siblings were staged
     driver.step()
     error = _error(driver, job_id)
     assert error["details"]["stage"] == 2 and error["details"]["attempts"] == 4  # retried: a retryable error
-    assert _outputs(driver) == []
+    assert _all_blobs(driver) == []  # staging folder and claim removed
     assert list(scratch.iterdir()) == []
 
 
@@ -180,7 +194,7 @@ def test_a_tier_uploaded_by_an_earlier_attempt_is_removed_when_a_later_one_fails
     job_id = driver.machine.submit("process_raster", {"blob_name": blob}).job.job_id
     assert driver.run(job_id) is JobStatus.FAILED
     assert attempts == [1, 2]
-    assert uploads == _paths(blob, ("analysis",)) and _outputs(driver) == uploads  # left by attempt 1
+    assert uploads == _staged(job_id, blob, ("analysis",)) and _outputs(driver) == uploads  # left by attempt 1
     driver.step()
     assert _outputs(driver) == []
 
@@ -202,31 +216,39 @@ def test_a_late_tier_finishing_after_the_job_ended_removes_its_own_upload(
     job_ids.append(job_id)
     monkeypatch.setattr(driver.ctx.storage, "upload_file", upload_then_cancel)
     assert driver.run(job_id) is JobStatus.CANCELLED
-    assert uploads == _paths(blob, ("analysis",))  # it was uploaded ...
+    assert uploads == _staged(job_id, blob, ("analysis",))  # it was uploaded ...
     assert _outputs(driver) == []  # ... and removed by the task itself, before any clean-up ran
     driver.step()
     claim = claim_blob("cogs", default_item_id(blob))
-    assert _cleaned(driver, job_id) == [{"container": "silver", "removed": [claim], "kept": []}]
+    assert _cleaned(driver, job_id) == [{"container": "silver", "removed": [claim]}]
 
 
-def test_clean_up_removes_what_a_killed_worker_left_and_keeps_published_outputs(
+def test_clean_up_removes_its_whole_staging_folder_and_keeps_published_outputs(
     driver: Driver, scratch: Path, tmp_path: Path
 ) -> None:
     blob = _upload(driver, tmp_path)
     first = driver.machine.submit("process_raster", {"blob_name": blob, "output_tier": "analysis"}).job.job_id
     assert driver.run(first) is JobStatus.COMPLETED
     [published] = _outputs(driver)
-    # a second run of the same source for more tiers; a killed worker had left a half archive tier, and
-    # the run then fails (its source is replaced by a text file)
-    archive = _paths(blob, ("archive",))[0]
-    driver.ctx.storage.write_bytes("silver", archive, b"half a COG")
-    driver.ctx.storage.upload_file("bronze", blob, rasters.not_a_raster(tmp_path / "text.tif"))
+    # a second run of the same source for more tiers: its staging folder holds what killed or late workers left
+    # (a tier, and a file whose name no tier has); the run then fails (its source is replaced by a text file)
     second = driver.machine.submit("process_raster", {"blob_name": blob, "output_tier": "all"}).job.job_id
+    folder = staging_prefix("cogs", default_item_id(blob), second, 1)
+    left = sorted([*_staged(second, blob, ("archive",)), f"{folder}leftover.part"])
+    for name in left:
+        driver.ctx.storage.write_bytes("silver", name, b"half a COG")
+    other_run = _staged(second, blob, ("archive",), run=2)[0]  # not this run's: kept
+    driver.ctx.storage.write_bytes("silver", other_run, b"another run")
+    driver.ctx.storage.write_bytes("silver", _paths(blob, ("archive",))[0], b"a final path")
+    driver.ctx.storage.upload_file("bronze", blob, rasters.not_a_raster(tmp_path / "text.tif"))
     _fail(driver, second)
-    assert _cleaned(driver, second) == [{"container": "silver", "removed": [archive], "kept": [published]}]
-    assert _outputs(driver) == [published]  # the item of the first run still points at a real file
-    assert driver.machine.cleanup(second, 1) == "cleaned"  # idempotent
-    assert _outputs(driver) == [published]
+    assert _cleaned(driver, second) == [{"container": "silver", "removed": left}]
+    assert _outputs(driver) == sorted([published, _paths(blob, ("archive",))[0], other_run])
+    resources = {"storage": lambda: driver.ctx.storage, "db": lambda: driver.ctx.db, "settings": lambda: None}
+    params = job_module.ProcessRasterParameters(blob_name=blob, output_tier="all")
+    again = job_module.ProcessRaster().cleanup(params, JobEnd(second, 1, "failed", None, resources))  # idempotent
+    assert again == {"container": "silver", "removed": []}
+    assert _outputs(driver) == sorted([published, _paths(blob, ("archive",))[0], other_run])
 
 
 def test_a_retried_tier_overwrites_its_output(
@@ -248,7 +270,7 @@ def test_a_retried_tier_overwrites_its_output(
     assert driver.run(job_id) is JobStatus.COMPLETED
     outputs = _outputs(driver)
     assert outputs == ["cogs/cogs/dem/dem_analysis.tif", "cogs/cogs/dem/dem_archive.tif"]
-    assert sorted(calls) == sorted(outputs * 2)
+    assert sorted(calls) == sorted(_staged(job_id, blob, ("analysis", "archive")) * 2)
     assert list(scratch.iterdir()) == []
     item = get_item(driver.ctx.db, "cogs", "dem")
     assert item is not None
@@ -303,3 +325,107 @@ def test_same_parameters_are_the_same_job(driver: Driver, tmp_path: Path) -> Non
     first = driver.machine.submit("process_raster", {"blob_name": blob})
     again = driver.machine.submit("process_raster", {"output_tier": "analysis", "blob_name": blob})
     assert first.job.job_id == again.job.job_id and again.created is False
+
+
+def test_a_failed_jobs_clean_up_leaves_a_running_job_of_the_same_source_alone(
+    driver: Driver, scratch: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Job A fails; its clean-up runs while job B (same source and item, other settings) is between its cog and
+    stac stages: B's staged tiers survive, B publishes an item whose files exist."""
+    blob = _upload(driver, tmp_path)
+    real_convert = job_module._convert
+    failing: set[str] = set()
+
+    def convert(params: Any, plan: Any, context: Any, local: Path) -> Any:
+        written = real_convert(params, plan, context, local)
+        if context.job_id in failing and plan.tier == "archive":
+            raise InvalidInput("the archive tier of job A is refused")
+        return written
+
+    monkeypatch.setattr(job_module, "_convert", convert)
+    a = driver.machine.submit("process_raster", {"blob_name": blob, "output_tier": "all"}).job.job_id
+    failing.add(a)
+    assert driver.run(a) is JobStatus.FAILED
+    held = driver.receive(driver.machine.jobs_queue)  # A's clean-up message: handled later, by hand
+    assert len(held) == 1
+    a_staged = _staged(a, blob, ("analysis", "visualization"))
+    assert set(a_staged) <= set(_outputs(driver))  # A's siblings were staged
+
+    real_upsert = job_module.upsert_item  # type: ignore[attr-defined]
+    cleaned: list[str] = []
+
+    def clean_up_a_then_upsert(db: Any, item: Any, **kwargs: Any) -> None:
+        for message in held:  # A's clean-up, now: B's tiers are staged, not yet published
+            cleaned.append(driver.machine.handle_job_message(message.body, message.message_id, 1))
+            driver.queue.complete(driver.machine.jobs_queue, message)
+        real_upsert(db, item, **kwargs)
+
+    monkeypatch.setattr(job_module, "upsert_item", clean_up_a_then_upsert)
+    b = driver.machine.submit("process_raster", {"blob_name": blob, "output_tier": "both"}).job.job_id
+    assert driver.run(b) is JobStatus.COMPLETED
+    claim = claim_blob("cogs", default_item_id(blob))
+    # A's clean-up released the claim (no item yet), and B claimed the item again when it published
+    assert cleaned and _cleaned(driver, a) == [{"container": "silver", "removed": [*a_staged, claim]}]
+    item = get_item(driver.ctx.db, "cogs", default_item_id(blob))
+    assert item is not None and sorted(item["assets"]) == ["analysis", "visualization"]
+    assert _all_blobs(driver) == sorted([*_paths(blob, ("analysis", "visualization")), claim])
+    for tier, asset in item["assets"].items():
+        final = _paths(blob, (tier,))[0]
+        assert asset["href"] == driver.ctx.storage.url("silver", final)
+        assert driver.ctx.storage.properties("silver", final).size == asset["file:size"]
+
+
+def test_a_cancelled_jobs_late_stac_task_publishes_nothing(
+    driver: Driver, scratch: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The job is cancelled (and cleaned up) after the stac task's heartbeat and copies, just before its upsert:
+    the guarded upsert refuses, the task takes back its final copies and nothing is catalogued."""
+    blob = _upload(driver, tmp_path)
+    real_upsert = job_module.upsert_item  # type: ignore[attr-defined]
+    job_ids: list[str] = []
+    seen: list[list[str]] = []
+
+    def cancel_then_upsert(db: Any, item: Any, **kwargs: Any) -> None:
+        seen.append(_outputs(driver))
+        driver.machine.cancel(job_ids[0])
+        assert driver.machine.cleanup(job_ids[0], 1) == "cleaned"  # ran before the task publishes
+        real_upsert(db, item, **kwargs)
+
+    monkeypatch.setattr(job_module, "upsert_item", cancel_then_upsert)
+    job_id = driver.machine.submit("process_raster", {"blob_name": blob, "output_tier": "both"}).job.job_id
+    job_ids.append(job_id)
+    assert driver.run(job_id) is JobStatus.CANCELLED
+    driver.step()
+    finals = _paths(blob, ("analysis", "visualization"))
+    assert seen == [sorted([*finals, *_staged(job_id, blob, ("analysis", "visualization"))])]  # copied, staged
+    assert get_item(driver.ctx.db, "cogs", default_item_id(blob)) is None
+    assert _all_blobs(driver) == []  # final copies taken back, staging folder and claim removed
+    assert list(scratch.iterdir()) == []
+
+
+def test_a_stac_task_retried_after_publishing_finds_its_tiers_published(
+    driver: Driver, scratch: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attempt 1 copied, upserted and removed the staging folder, then its completion was lost (a retryable
+    error): attempt 2 finds the staged tiers gone and the final blobs in place, and publishes again."""
+    blob = _upload(driver, tmp_path)
+    real_upsert = job_module.upsert_item  # type: ignore[attr-defined]
+    calls: list[int] = []
+
+    def upsert_then_lose_the_answer(db: Any, item: Any, **kwargs: Any) -> None:
+        real_upsert(db, item, **kwargs)
+        calls.append(1)
+        if len(calls) == 1:
+            job_module.remove_staging(
+                driver.ctx.storage, "silver", job_module.staging_prefix("cogs", item["id"], job_ids[0], 1)
+            )
+            raise DatabaseUnavailable("the connection dropped before the answer came back")
+
+    job_ids: list[str] = []
+    monkeypatch.setattr(job_module, "upsert_item", upsert_then_lose_the_answer)
+    job_id = driver.machine.submit("process_raster", {"blob_name": blob, "output_tier": "both"}).job.job_id
+    job_ids.append(job_id)
+    assert driver.run(job_id) is JobStatus.COMPLETED
+    assert len(calls) == 2
+    assert _outputs(driver) == _paths(blob, ("analysis", "visualization"))
+    assert get_item(driver.ctx.db, "cogs", default_item_id(blob)) is not None
