@@ -333,7 +333,7 @@ def describe_cog(path: Path, plan: TierPlan, blocksize: int) -> CogOutput:
         )
 
 
-#: the prefix of the temp folders the COG tasks write into (see jobs/process_raster.py)
+#: the prefix of the temp folders the COG tasks write into (see services/raster/publish.py)
 TEMP_PREFIX = "raster-"
 
 

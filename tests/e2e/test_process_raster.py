@@ -13,7 +13,7 @@ import rasterio
 from rio_cogeo.cogeo import cog_validate
 
 from infrastructure.context import AppContext
-from jobs.process_raster import claim_blob
+from services.raster.paths import claim_blob
 from services.stac.catalog import get_item
 from services.stac.items import default_item_id
 from tests.helpers import rasters

@@ -14,11 +14,12 @@ from typing import Any
 import pytest
 
 import jobs.process_raster as job_module
+import services.raster.publish as publish_module
 from core.contract import JobEnd
 from core.errors import Conflict, DatabaseUnavailable, InvalidInput, StorageUnavailable
 from core.models import JobStatus
 from core.settings import RasterSettings
-from jobs.process_raster import claim_blob, output_blob, staged_blob, staging_prefix
+from services.raster.paths import claim_blob, output_blob, staged_blob, staging_prefix
 from services.stac.catalog import get_item
 from services.stac.items import default_item_id
 from tests.helpers import rasters
@@ -130,7 +131,7 @@ def test_stac_failure_removes_every_output(
     def refuse(db: object, item: object, **kwargs: object) -> None:
         raise InvalidInput("the catalogue refused the item")
 
-    monkeypatch.setattr(job_module, "upsert_item", refuse)
+    monkeypatch.setattr(publish_module, "upsert_item", refuse)
     blob = _upload(driver, tmp_path)
     job_id = driver.machine.submit("process_raster", {"blob_name": blob, "output_tier": "both"}).job.job_id
     assert driver.run(job_id) is JobStatus.FAILED
@@ -351,7 +352,7 @@ def test_a_failed_jobs_clean_up_leaves_a_running_job_of_the_same_source_alone(
     a_staged = _staged(a, blob, ("analysis", "visualization"))
     assert set(a_staged) <= set(_outputs(driver))  # A's siblings were staged
 
-    real_upsert = job_module.upsert_item  # type: ignore[attr-defined]
+    real_upsert = publish_module.upsert_item
     cleaned: list[str] = []
 
     def clean_up_a_then_upsert(db: Any, item: Any, **kwargs: Any) -> None:
@@ -360,7 +361,7 @@ def test_a_failed_jobs_clean_up_leaves_a_running_job_of_the_same_source_alone(
             driver.queue.complete(driver.machine.jobs_queue, message)
         real_upsert(db, item, **kwargs)
 
-    monkeypatch.setattr(job_module, "upsert_item", clean_up_a_then_upsert)
+    monkeypatch.setattr(publish_module, "upsert_item", clean_up_a_then_upsert)
     b = driver.machine.submit("process_raster", {"blob_name": blob, "output_tier": "both"}).job.job_id
     assert driver.run(b) is JobStatus.COMPLETED
     claim = claim_blob("cogs", default_item_id(blob))
@@ -381,7 +382,7 @@ def test_a_cancelled_jobs_late_stac_task_publishes_nothing(
     """The job is cancelled (and cleaned up) after the stac task's heartbeat and copies, just before its upsert:
     the guarded upsert refuses, the task takes back its final copies and nothing is catalogued."""
     blob = _upload(driver, tmp_path)
-    real_upsert = job_module.upsert_item  # type: ignore[attr-defined]
+    real_upsert = publish_module.upsert_item
     job_ids: list[str] = []
     seen: list[list[str]] = []
 
@@ -391,7 +392,7 @@ def test_a_cancelled_jobs_late_stac_task_publishes_nothing(
         assert driver.machine.cleanup(job_ids[0], 1) == "cleaned"  # ran before the task publishes
         real_upsert(db, item, **kwargs)
 
-    monkeypatch.setattr(job_module, "upsert_item", cancel_then_upsert)
+    monkeypatch.setattr(publish_module, "upsert_item", cancel_then_upsert)
     job_id = driver.machine.submit("process_raster", {"blob_name": blob, "output_tier": "both"}).job.job_id
     job_ids.append(job_id)
     assert driver.run(job_id) is JobStatus.CANCELLED
@@ -409,20 +410,20 @@ def test_a_stac_task_retried_after_publishing_finds_its_tiers_published(
     """Attempt 1 copied, upserted and removed the staging folder, then its completion was lost (a retryable
     error): attempt 2 finds the staged tiers gone and the final blobs in place, and publishes again."""
     blob = _upload(driver, tmp_path)
-    real_upsert = job_module.upsert_item  # type: ignore[attr-defined]
+    real_upsert = publish_module.upsert_item
     calls: list[int] = []
 
     def upsert_then_lose_the_answer(db: Any, item: Any, **kwargs: Any) -> None:
         real_upsert(db, item, **kwargs)
         calls.append(1)
         if len(calls) == 1:
-            job_module.remove_staging(
-                driver.ctx.storage, "silver", job_module.staging_prefix("cogs", item["id"], job_ids[0], 1)
+            publish_module.remove_staging(
+                driver.ctx.storage, "silver", staging_prefix("cogs", item["id"], job_ids[0], 1)
             )
             raise DatabaseUnavailable("the connection dropped before the answer came back")
 
     job_ids: list[str] = []
-    monkeypatch.setattr(job_module, "upsert_item", upsert_then_lose_the_answer)
+    monkeypatch.setattr(publish_module, "upsert_item", upsert_then_lose_the_answer)
     job_id = driver.machine.submit("process_raster", {"blob_name": blob, "output_tier": "both"}).job.job_id
     job_ids.append(job_id)
     assert driver.run(job_id) is JobStatus.COMPLETED

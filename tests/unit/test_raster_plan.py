@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from core.errors import InvalidInput
-from jobs.process_raster import TIER_SETS, ProcessRasterParameters, output_blob
+from jobs.process_raster import TIER_SETS, ProcessRasterParameters
 from services.raster.cog import blocksize_for, creation_options, sweep_stale_temp_dirs
 from services.raster.costs import GIB, monthly_costs, sizes_by_tier
 from services.raster.inspect import (
@@ -22,6 +22,7 @@ from services.raster.inspect import (
     require_2d,
     warp_resampling,
 )
+from services.raster.paths import output_blob
 from services.stac.items import default_item_id
 
 
