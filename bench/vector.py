@@ -6,7 +6,8 @@ attributes), then loads each one with ``ingest_vector`` through the CoreMachine 
 cluster, and with ``ogr2ogr -f PostgreSQL`` (Debian ``gdal-bin``, installed with apt-get when missing)
 into the same database. Both produce a Multi* geometry table in EPSG:4326 with a primary key and a GIST
 index. Prints seconds, features per second and the ratio. Usage:
-``.venv/bin/python -m bench.vector [--points 1000000] [--polygons 100000] [--processes 2] [--workers 2]``.
+``.venv/bin/python -m bench.vector [--points 1000000] [--polygons 100000] [--processes 2] [--workers 2]
+[--invalid-every 0]`` (``--invalid-every 100``: every 100th polygon an invalid bow tie, repaired by ingest_vector).
 """
 
 from __future__ import annotations
@@ -64,10 +65,16 @@ def generate_points(path: Path, n: int) -> Path:
     return path
 
 
-def generate_polygons(path: Path, n: int) -> Path:
+def generate_polygons(path: Path, n: int, invalid_every: int = 0) -> Path:
     rng = np.random.default_rng(7)
-    centres = shapely.points(rng.uniform(-170, 170, n), rng.uniform(-80, 80, n))
-    polygons = shapely.buffer(centres, rng.uniform(0.01, 0.2, n), quad_segs=8)  # 33 vertices each
+    xs, ys = rng.uniform(-170, 170, n), rng.uniform(-80, 80, n)
+    radii = rng.uniform(0.01, 0.2, n)
+    polygons = shapely.buffer(shapely.points(xs, ys), radii, quad_segs=8)  # 33 vertices each
+    if invalid_every > 0:  # every n-th polygon a self-intersecting "bow tie" (invalid: repaired by both loaders)
+        k = np.arange(0, n, invalid_every)
+        x, y, r = xs[k, None], ys[k, None], radii[k, None]
+        corners = np.stack([x + r * np.array([-1, 1, 1, -1, -1]), y + r * np.array([-1, 1, -1, 1, -1])], axis=-1)
+        polygons[k] = shapely.polygons(corners)
     table = pa.table(
         {
             "id": pa.array(np.arange(n, dtype=np.int64)),
@@ -152,6 +159,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="worker threads per queue per process (default 2)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds one load may take (default 1800)")
     parser.add_argument(
+        "--invalid-every",
+        type=int,
+        default=0,
+        help="make every n-th polygon an invalid bow tie, which ingest_vector repairs (default 0: all valid)",
+    )
+    parser.add_argument(
         "--unlogged", action="store_true", help="load into UNLOGGED staging tables (VECTOR_UNLOGGED_LOAD=true)"
     )
     args = parser.parse_args()
@@ -165,10 +178,14 @@ def main() -> None:
         ogr2ogr = ensure_ogr2ogr()
         files = scratch / "files"
         files.mkdir()
-        print(f"[bench] generating {args.points:,} points and {args.polygons:,} polygons (GeoPackage)", flush=True)
+        invalid = f", every {args.invalid_every}th invalid" if args.invalid_every > 0 else ""
+        print(
+            f"[bench] generating {args.points:,} points and {args.polygons:,} polygons{invalid} (GeoPackage)",
+            flush=True,
+        )
         inputs = [
             ("points", generate_points(files / "points.gpkg", args.points), args.points),
-            ("polygons", generate_polygons(files / "polygons.gpkg", args.polygons), args.polygons),
+            ("polygons", generate_polygons(files / "polygons.gpkg", args.polygons, args.invalid_every), args.polygons),
         ]
         warm = generate_points(files / "warm.gpkg", 2000)
         with postgres_server() as server, throwaway_database(server) as db:

@@ -375,8 +375,9 @@ def _repaired(geoms: np.ndarray, family: np.ndarray, keep: np.ndarray, invalid: 
     rows = np.flatnonzero((family > 0) & keep)
     if len(rows):
         rows = rows[~shapely.is_valid(geoms[rows])]
-    for i in rows:
-        fixed = None if invalid == "skip" else _family_part(shapely.make_valid(geoms[i]), int(family[i]))
+    made = shapely.make_valid(geoms[rows]) if invalid != "skip" and len(rows) else None  # one call for all
+    for k, i in enumerate(rows):
+        fixed = None if made is None else _family_part(made[k], int(family[i]))
         if fixed is None or fixed.is_empty:
             keep[i] = False
             dropped += 1
@@ -436,7 +437,7 @@ def _encoded(geoms: np.ndarray, family: np.ndarray) -> tuple[pa.Array, np.ndarra
 def process_wkb(wkb: pa.Array, *, transformer: Transformer | None, invalid: str, geographic: bool = False) -> Processed:
     """The rules applied to a batch of WKB: the byte-level fast path when it applies, else through shapely."""
     if transformer is None:
-        fast = _fast_path(wkb, geographic)
+        fast = _fast_path(wkb, geographic, invalid)
         if fast is not None:
             return fast
     geoms, unreadable = parse_wkb(wkb)
@@ -447,10 +448,12 @@ _MULTI_OF = np.array([0, 4, 5, 6, 4, 5, 6], dtype=np.uint32)  # WKB base type ->
 _WKB_FAMILY = np.array([0, 1, 2, 3, 1, 2, 3], dtype=np.int8)  # WKB base type -> family
 
 
-def _fast_path(wkb: pa.Array, geographic: bool = False) -> Processed | None:
+def _fast_path(wkb: pa.Array, geographic: bool = False, invalid: str | None = None) -> Processed | None:
     """Promotion to Multi* by prefixing the WKB (no parsing) for a batch of little-endian 2D or Z points, lines and
     polygons, all of one dimensionality; lines and polygons are still checked (valid, not empty) with GEOS.
-    None when the batch needs the general path (curves, collections, M, mixed dimensions, invalid geometries)."""
+    The rows that are invalid or cross the antimeridian (``geographic``) go through the general rules on their
+    own (``invalid``: repair or skip; None: the whole batch is left to the general path), the rest keep their WKB.
+    None when the batch needs the general path (curves, collections, M, mixed dimensions, empty geometries)."""
     if isinstance(wkb, pa.ChunkedArray):
         wkb = wkb.combine_chunks()
     if not pa.types.is_binary(wkb.type):
@@ -497,16 +500,22 @@ def _fast_path(wkb: pa.Array, geographic: bool = False) -> Processed | None:
             [xy, xy, np.where(xy[:, 0] < 0, xy[:, 0] + 360, xy[:, 0])[:, None].repeat(2, 1)]
         )
     shaped = rows[base != 1]
+    special = np.empty(0, dtype=np.int64)  # positions in ``shaped`` of the rows that need the general rules
     if len(shaped):
-        geoms = shapely.from_wkb(wkb.take(pa.array(shaped)).to_numpy(zero_copy_only=False), on_invalid="ignore")
+        values = wkb if len(shaped) == n else wkb.take(pa.array(shaped))
+        geoms = shapely.from_wkb(values.to_numpy(zero_copy_only=False), on_invalid="ignore")
         if shapely.is_missing(geoms).any() or shapely.is_empty(geoms).any():
             return None  # unreadable or empty rows: the general path
         checked = np.flatnonzero(base[base != 1] != 4)  # points (multi or not) are valid by construction
-        if len(checked) and (~shapely.is_valid(geoms[checked])).any():
-            return None  # invalid rows: the general path repairs or skips them
-        if geographic and len(antimeridian_rows(geoms)):
-            return None  # rows to split at the antimeridian: the general path
-        bounds[shaped] = extents(geoms)
+        if len(checked):
+            special = checked[~shapely.is_valid(geoms[checked])]  # invalid rows: repaired or skipped
+        if geographic:
+            special = np.union1d(special, antimeridian_rows(geoms))  # rows to split at the antimeridian
+        if len(special) and invalid is None:
+            return None
+        plain = np.ones(len(shaped), dtype=bool)
+        plain[special] = False
+        bounds[shaped[plain]] = extents(geoms[plain])
     base_all = _base_of(codes, rows, n)
     padded = np.flatnonzero(np.isin(base_all, (1, 2, 3)) & present)
     prefix = np.zeros((len(padded), 9), dtype=np.uint8)
@@ -524,7 +533,19 @@ def _fast_path(wkb: pa.Array, geographic: bool = False) -> Processed | None:
     # the Multi header, then the single geometry as its one part (nulls stay null)
     result = pc.binary_join_element_wise(prefixes, wkb, pa.scalar(b"", pa.binary()))
     has_z = present & is_z
-    return Processed(result, family, has_z, np.ones(n, dtype=bool), 0, 0, bounds)
+    keep = np.ones(n, dtype=bool)
+    if not len(special):
+        return Processed(result, family, has_z, keep, 0, 0, bounds)
+    assert invalid is not None
+    done = process(geoms[special], transformer=None, invalid=invalid, geographic=geographic)
+    if (done.has_z[done.keep] != is_z).any():
+        return None  # a repair changed the dimensionality: the general path decides the family's Z
+    where = shaped[special]
+    mask = np.zeros(n, dtype=bool)
+    mask[where] = True
+    result = pc.replace_with_mask(result, pa.array(mask), done.wkb)  # in row order, nulls for dropped rows
+    family[where], has_z[where], keep[where], bounds[where] = done.family, done.has_z, done.keep, done.bounds
+    return Processed(result, family, has_z, keep, done.repaired, done.skipped, bounds)
 
 
 def extents(geoms: np.ndarray) -> np.ndarray:

@@ -476,11 +476,15 @@ def _convert_batch(
         z = bool(done.has_z[rows].any())
         family = FAMILIES[code - 1] if code else None
         types = [MULTI_TYPES[family] + (" Z" if z else "")] if family else []
-        take = pa.array(rows)
+        if len(rows) == count:  # the usual case (one family, nothing skipped): the batch as it is, no copy
+            chosen, ids, wkb = attributes, gid, done.wkb
+        else:
+            take = pa.array(rows)
+            chosen, ids, wkb = attributes.take(take), gid[rows], done.wkb.take(take)
         data = chunk_io.encode_chunk(
-            attributes.take(take),
-            pa.array(gid[rows]),
-            done.wkb.take(take),
+            chosen,
+            pa.array(ids),
+            wkb,
             chunk_io.geo_metadata(target_crs, types, None),
         )
         chunk_id = index * _CHUNKS_PER_BATCH + code

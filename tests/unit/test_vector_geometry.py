@@ -77,6 +77,30 @@ def test_fast_path_declines_what_needs_the_general_path() -> None:
     assert sliced is not None and decoded(sliced.wkb)[0].equals(shapely.MultiPoint([(5, 6)]))
 
 
+@pytest.mark.parametrize("invalid", ["repair", "skip"])
+@pytest.mark.parametrize("z", [False, True])
+def test_fast_path_sends_only_its_invalid_and_antimeridian_rows_through_the_general_rules(
+    invalid: str, z: bool
+) -> None:
+    bowtie = Polygon([(0, 0), (2, 2), (2, 0), (0, 2)])
+    flat = Polygon([(0, 0), (1, 1), (2, 2)])  # nothing of the family left after repair: dropped
+    crossing = Polygon([(179, 0), (-179, 0), (-179, 1), (179, 1)])  # cut at the antimeridian
+    geoms = [square(), bowtie, None, square(5, 5), flat, crossing, square(9, 9)]
+    if z:
+        geoms = [None if g is None else shapely.force_3d(g, 7) for g in geoms]
+    fast = _fast_path(wkb_array(geoms), geographic=True, invalid=invalid)
+    general = process_wkb(wkb_array(geoms), transformer=resolve_dummy(), invalid=invalid, geographic=True)
+    assert fast is not None
+    assert (fast.repaired, fast.skipped) == (general.repaired, general.skipped)
+    assert (fast.repaired, fast.skipped) == ((1, 1) if invalid == "repair" else (0, 2))
+    assert list(fast.family) == list(general.family) and list(fast.keep) == list(general.keep)
+    assert list(fast.has_z) == list(general.has_z)
+    np.testing.assert_allclose(fast.bounds, general.bounds)
+    for a, b in zip(decoded(fast.wkb), decoded(general.wkb), strict=True):
+        assert (a is None and b is None) or (a.geom_type == b.geom_type and a.equals(b) and a.has_z == b.has_z == z)
+    assert decoded(fast.wkb)[5].geom_type == "MultiPolygon" and len(decoded(fast.wkb)[5].geoms) == 2
+
+
 def test_invalid_polygons_repaired_or_skipped() -> None:
     bowtie = Polygon([(0, 0), (2, 2), (2, 0), (0, 2)])
     flat = Polygon([(0, 0), (1, 1), (2, 2)])
